@@ -1,0 +1,311 @@
+//! Checkpoints: stylestream's safetensors bundles, the import of the official PyTorch files, and the
+//! formula weights of the golden tests.
+//!
+//! A bundle is one safetensors file per model. Keys are namespaced by the part of the network they
+//! belong to (`vgg.`, `a2k.`, `transform.`, `decoder.` for StyA2K) followed by the official state-dict
+//! key unchanged, so a bundle listing reads next to the official files. Metadata (string map):
+//! `stylestream.model` (`stya2k`), `stylestream.format` ([`FORMAT_VERSION`]), `stylestream.encoder`
+//! (where the frozen VGG came from) and `stylestream.training` (JSON: how the weights were made).
+//! Tensors may be stored as f32, f16 or bf16; they are upcast to f32 on load.
+pub mod formula;
+pub mod pth;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::{Init, VarBuilder};
+
+use crate::models::stya2k::StyA2K;
+
+/// Bundle layout version this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+const META_MODEL: &str = "stylestream.model";
+const META_FORMAT: &str = "stylestream.format";
+const META_ENCODER: &str = "stylestream.encoder";
+const META_TRAINING: &str = "stylestream.training";
+
+/// The official StyA2K files and where their tensors go in a bundle: `(namespace, official file
+/// name)`. Keys inside each file are kept verbatim after the namespace (the official saver strips
+/// `nn.DataParallel`'s `module.` prefix, so none appears). The one thing dropped is in
+/// [`VGG_NEVER_RUN`].
+pub const OFFICIAL_FILES: [(&str, &str); 4] = [
+    ("vgg", "vgg_normalised.pth"),
+    ("a2k", "latest_net_A2K.pth"),
+    ("transform", "latest_net_transform.pth"),
+    ("decoder", "latest_net_decoder.pth"),
+];
+
+/// conv5_2 .. conv5_4 of `vgg_normalised.pth`: stored, never executed (the encoder stops at relu5_1),
+/// so the import leaves out their 7 M parameters.
+const VGG_NEVER_RUN: [&str; 6] = ["45.weight", "45.bias", "48.weight", "48.bias", "51.weight", "51.bias"];
+
+/// What went wrong with a checkpoint; every message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not a safetensors file ({reason})")]
+    NotSafetensors { path: PathBuf, reason: String },
+    #[error("{path}: no `{key}` metadata, so not a stylestream bundle (official .pth files go through `stylestream import-official`)")]
+    NotABundle { path: PathBuf, key: &'static str },
+    #[error("{path}: bundle format {found}, this build reads format {FORMAT_VERSION}")]
+    Format { path: PathBuf, found: String },
+    #[error("{path}: holds a `{found}` model, expected `{expected}`")]
+    WrongModel { path: PathBuf, found: String, expected: &'static str },
+    #[error("{path}: {source}")]
+    Pth { path: PathBuf, source: pth::PthError },
+    #[error("{path}: {message}")]
+    Tensors { path: PathBuf, message: String },
+}
+
+/// Where model weights come from: a bundle file, or `formula:SEED` (the golden tests' deterministic
+/// random weights: an untrained network, for tests and benchmarks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WeightSource {
+    Bundle(PathBuf),
+    Formula(u64),
+}
+
+impl std::str::FromStr for WeightSource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.strip_prefix("formula:") {
+            Some(seed) => seed
+                .parse()
+                .map(WeightSource::Formula)
+                .map_err(|_| format!("`{s}`: the seed after `formula:` must be an unsigned integer")),
+            None => Ok(WeightSource::Bundle(PathBuf::from(s))),
+        }
+    }
+}
+
+/// Bundle metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleInfo {
+    pub model: String,
+    pub encoder: String,
+    pub training: String,
+}
+
+/// Loads StyA2K from `source` onto `device`.
+pub fn load_stya2k(source: &WeightSource, device: &Device) -> Result<StyA2K, CheckpointError> {
+    match source {
+        WeightSource::Formula(seed) => {
+            let path = PathBuf::from(format!("formula:{seed}"));
+            StyA2K::new(formula::var_builder(*seed, device))
+                .map_err(|e| CheckpointError::Tensors { path, message: e.to_string() })
+        }
+        WeightSource::Bundle(path) => {
+            let (info, tensors) = read_bundle(path)?;
+            if info.model != "stya2k" {
+                return Err(CheckpointError::WrongModel {
+                    path: path.clone(),
+                    found: info.model,
+                    expected: "stya2k",
+                });
+            }
+            build_stya2k(tensors, device, |_| path.clone())
+        }
+    }
+}
+
+/// Reads a bundle's metadata and tensors (upcast to f32, on the CPU).
+pub fn read_bundle(path: &Path) -> Result<(BundleInfo, HashMap<String, Tensor>), CheckpointError> {
+    let io = |source| CheckpointError::Io { path: path.to_path_buf(), source };
+    let bytes = std::fs::read(path).map_err(io)?;
+    let not_st = |e: safetensors::SafeTensorError| CheckpointError::NotSafetensors {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(not_st)?;
+    let meta = meta.metadata().clone().unwrap_or_default();
+    let field = |key: &'static str| {
+        meta.get(key).cloned().ok_or(CheckpointError::NotABundle { path: path.to_path_buf(), key })
+    };
+    let format = field(META_FORMAT)?;
+    if format != FORMAT_VERSION.to_string() {
+        return Err(CheckpointError::Format { path: path.to_path_buf(), found: format });
+    }
+    let info = BundleInfo {
+        model: field(META_MODEL)?,
+        encoder: field(META_ENCODER)?,
+        training: field(META_TRAINING)?,
+    };
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(not_st)?;
+    let mut tensors = HashMap::new();
+    for (name, view) in st.tensors() {
+        let t = Tensor::from_raw_buffer(
+            view.data(),
+            dtype_of(view.dtype(), &name, path)?,
+            view.shape(),
+            &Device::Cpu,
+        )
+        .and_then(|t| t.to_dtype(DType::F32))
+        .map_err(|e| CheckpointError::Tensors {
+            path: path.to_path_buf(),
+            message: format!("tensor `{name}`: {e}"),
+        })?;
+        tensors.insert(name, t);
+    }
+    Ok((info, tensors))
+}
+
+fn dtype_of(dtype: safetensors::Dtype, name: &str, path: &Path) -> Result<DType, CheckpointError> {
+    match dtype {
+        safetensors::Dtype::F32 => Ok(DType::F32),
+        safetensors::Dtype::F16 => Ok(DType::F16),
+        safetensors::Dtype::BF16 => Ok(DType::BF16),
+        other => Err(CheckpointError::Tensors {
+            path: path.to_path_buf(),
+            message: format!("tensor `{name}` is {other:?}; bundles hold f32, f16 or bf16"),
+        }),
+    }
+}
+
+/// Writes a bundle atomically (a temporary name in the same folder, then a rename), tensors as f32.
+pub fn write_bundle(
+    path: &Path,
+    info: &BundleInfo,
+    tensors: &HashMap<String, Tensor>,
+) -> Result<(), CheckpointError> {
+    let fail = |message: String| CheckpointError::Tensors { path: path.to_path_buf(), message };
+    let mut data = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        let t = t.to_dtype(DType::F32).and_then(|t| t.flatten_all()).and_then(|f| f.to_vec1::<f32>());
+        let values = t.map_err(|e| fail(format!("tensor `{name}`: {e}")))?;
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        data.push((name.clone(), tensors[name].dims().to_vec(), bytes));
+    }
+    let views = data
+        .iter()
+        .map(|(name, shape, bytes)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| fail(format!("tensor `{name}`: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let meta = HashMap::from([
+        (META_MODEL.to_string(), info.model.clone()),
+        (META_FORMAT.to_string(), FORMAT_VERSION.to_string()),
+        (META_ENCODER.to_string(), info.encoder.clone()),
+        (META_TRAINING.to_string(), info.training.clone()),
+    ]);
+    let bytes = safetensors::tensor::serialize(views, &Some(meta)).map_err(|e| fail(e.to_string()))?;
+    crate::output::write_atomically(path, &bytes)
+        .map_err(|source| CheckpointError::Io { path: path.to_path_buf(), source })
+}
+
+/// Reads one official StyA2K file into bundle keys: `<namespace>.<official key>` -> tensor.
+pub fn read_official(namespace: &str, path: &Path) -> Result<HashMap<String, Tensor>, CheckpointError> {
+    let tensors =
+        pth::read_pth(path).map_err(|source| CheckpointError::Pth { path: path.to_path_buf(), source })?;
+    let mut out = HashMap::new();
+    for t in tensors {
+        if namespace == "vgg" && VGG_NEVER_RUN.contains(&t.name.as_str()) {
+            continue;
+        }
+        let tensor =
+            Tensor::from_vec(t.data, t.shape, &Device::Cpu).map_err(|e| CheckpointError::Tensors {
+                path: path.to_path_buf(),
+                message: format!("tensor `{}`: {e}", t.name),
+            })?;
+        out.insert(format!("{namespace}.{}", t.name), tensor);
+    }
+    Ok(out)
+}
+
+/// Imports the four official files (`paths` in the order of [`OFFICIAL_FILES`]) into one bundle at
+/// `out`, checking every key and shape against the network first.
+pub fn import_official(paths: &[PathBuf; 4], out: &Path) -> Result<(), CheckpointError> {
+    let mut tensors = HashMap::new();
+    let mut sources = HashMap::new();
+    for ((namespace, _), path) in OFFICIAL_FILES.iter().zip(paths) {
+        tensors.extend(read_official(namespace, path)?);
+        sources.insert(namespace.to_string(), path.clone());
+    }
+    let source_of = |name: &str| {
+        let ns = name.split('.').next().unwrap_or_default();
+        sources.get(ns).cloned().unwrap_or_else(|| PathBuf::from(ns))
+    };
+    build_stya2k(tensors.clone(), &Device::Cpu, source_of)?;
+    let encoder = format!("official vgg_normalised ({})", paths[0].display());
+    let training = serde_json::json!({
+        "source": "official StyA2K checkpoints, imported",
+        "files": paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+    })
+    .to_string();
+    let info = BundleInfo { model: "stya2k".into(), encoder, training };
+    write_bundle(out, &info, &tensors)
+}
+
+/// Builds StyA2K from bundle tensors, strictly: every parameter present with its shape and nothing
+/// else. Errors name the tensor, the file it came from (`source_of`), and expected vs found shape.
+fn build_stya2k(
+    tensors: HashMap<String, Tensor>,
+    device: &Device,
+    source_of: impl Fn(&str) -> PathBuf,
+) -> Result<StyA2K, CheckpointError> {
+    let names: Vec<String> = tensors.keys().cloned().collect();
+    let backend = StrictBackend { tensors, used: Default::default() };
+    let used = backend.used.clone();
+    let vb = VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone());
+    let model = StyA2K::new(vb).map_err(|e| {
+        let message = e.to_string();
+        let name = message.split('`').nth(1).unwrap_or_default().to_string();
+        CheckpointError::Tensors { path: source_of(&name), message }
+    })?;
+    let used = used.lock().map(|u| u.clone()).unwrap_or_default();
+    let mut extra: Vec<&String> = names.iter().filter(|k| !used.contains(*k)).collect();
+    extra.sort();
+    match extra.first() {
+        None => Ok(model),
+        Some(name) => Err(CheckpointError::Tensors {
+            path: source_of(name),
+            message: format!("unexpected tensor `{name}`: StyA2K has no such parameter"),
+        }),
+    }
+}
+
+/// A tensor map that reports missing tensors and wrong shapes by name and records what was read.
+struct StrictBackend {
+    tensors: HashMap<String, Tensor>,
+    used: Arc<Mutex<HashSet<String>>>,
+}
+
+impl candle_nn::var_builder::SimpleBackend for StrictBackend {
+    fn get(
+        &self,
+        shape: Shape,
+        name: &str,
+        _: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let t = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| candle_core::Error::Msg(format!("tensor `{name}` missing")))?;
+        if t.shape() != &shape {
+            candle_core::bail!("tensor `{name}`: expected shape {:?}, found {:?}", shape.dims(), t.dims());
+        }
+        if let Ok(mut used) = self.used.lock() {
+            used.insert(name.to_string());
+        }
+        t.to_dtype(dtype)?.to_device(dev)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        let t = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| candle_core::Error::Msg(format!("tensor `{name}` missing")))?;
+        t.to_dtype(dtype)?.to_device(dev)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+}

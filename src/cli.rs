@@ -1,0 +1,118 @@
+//! Command-line interface: arguments (clap derive) and the dispatch to each subcommand.
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use candle_core::Device;
+use clap::{Parser, Subcommand};
+
+use crate::checkpoint::{self, WeightSource};
+use crate::image_io;
+
+#[derive(Debug, Parser)]
+#[command(name = "stylestream", version, about = "Stylise images and video with StyA2K")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Stylise one image.
+    Image(ImageArgs),
+    /// Convert the official StyA2K PyTorch checkpoints into one stylestream bundle.
+    ImportOfficial(ImportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImageArgs {
+    /// Content image (JPEG, PNG or WebP; any size, grayscale/alpha/16-bit accepted).
+    #[arg(long)]
+    pub content: PathBuf,
+    /// Style image (any size and aspect; it need not match the content).
+    #[arg(long)]
+    pub style: PathBuf,
+    /// Output image (.png keeps the content's alpha channel; .jpg/.jpeg).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Model bundle (.safetensors), or `formula:SEED` for untrained deterministic weights.
+    #[arg(long, value_name = "PATH|formula:SEED")]
+    pub model: WeightSource,
+    /// Scale the content down so its longer side is at most N pixels (aspect kept).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..=16384))]
+    pub max_side: Option<u32>,
+    /// Scale the style down so its longer side is at most N pixels (cost grows with style patches).
+    #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..=4096))]
+    pub style_size: u32,
+    /// Style strength: 0 reconstructs the content, 1 is the full style, above 1 exaggerates.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_alpha)]
+    pub alpha: f64,
+    /// Replace OUTPUT if it exists.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// vgg_normalised.pth (legacy or zip PyTorch format).
+    #[arg(long)]
+    pub vgg: PathBuf,
+    /// latest_net_A2K.pth (the relu3_1 attention).
+    #[arg(long)]
+    pub a2k: PathBuf,
+    /// latest_net_transform.pth.
+    #[arg(long)]
+    pub transform: PathBuf,
+    /// latest_net_decoder.pth.
+    #[arg(long)]
+    pub decoder: PathBuf,
+    /// Output bundle (.safetensors).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Replace OUTPUT if it exists.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+fn parse_alpha(s: &str) -> Result<f64, String> {
+    let a: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if (0.0..=2.0).contains(&a) {
+        Ok(a)
+    } else {
+        Err(format!("alpha {a} is outside 0..=2"))
+    }
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Image(args) => image(args),
+        Command::ImportOfficial(args) => import_official(args),
+    }
+}
+
+fn image(args: ImageArgs) -> Result<()> {
+    if !args.overwrite && args.output.exists() {
+        anyhow::bail!("{}: already exists (pass --overwrite to replace it)", args.output.display());
+    }
+    let device = Device::Cpu;
+    let model = checkpoint::load_stya2k(&args.model, &device)?;
+    let content = image_io::read_picture(&args.content, args.max_side, &device)?;
+    let style = image_io::read_picture(&args.style, Some(args.style_size), &device)?;
+    let features = model
+        .encode_style(&style.rgb)
+        .with_context(|| format!("{}: encoding the style", args.style.display()))?;
+    let out = model
+        .stylize(&content.rgb, &features, args.alpha)
+        .with_context(|| format!("{}: stylising", args.content.display()))?;
+    image_io::write_picture(&args.output, image_io::to_rgb8(&out)?, content.alpha.as_ref(), args.overwrite)?;
+    Ok(())
+}
+
+fn import_official(args: ImportArgs) -> Result<()> {
+    if !args.overwrite && args.output.exists() {
+        anyhow::bail!("{}: already exists (pass --overwrite to replace it)", args.output.display());
+    }
+    checkpoint::import_official(&[args.vgg, args.a2k, args.transform, args.decoder], &args.output)?;
+    eprintln!("wrote {}", args.output.display());
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! Reflection padding and ceil-mode max pooling on `[B, C, H, W]` tensors.
+use candle_core::{Result, Tensor};
+
+/// Index of the source pixel that reflection padding copies into position `i` of a padded axis, for
+/// an axis of `n` pixels (`i` may be negative or `>= n`).
+///
+/// PyTorch's `ReflectionPad2d` mirrors about the edge pixel without repeating it (`-1 -> 1`). It
+/// refuses pads wider than `n - 1`; we continue the mirror periodically (period `2 (n - 1)`) so that
+/// tiny frames can still be padded up to the model's block multiples.
+fn reflect_index(i: isize, n: usize) -> u32 {
+    if n == 1 {
+        return 0;
+    }
+    let period = 2 * (n as isize - 1);
+    let m = i.rem_euclid(period);
+    (if m < n as isize { m } else { period - m }) as u32
+}
+
+/// Gathers the pixels at reflected positions `range` along `dim` (a strip of padding).
+fn reflected_strip(x: &Tensor, dim: usize, range: std::ops::Range<isize>) -> Result<Tensor> {
+    let n = x.dim(dim)?;
+    let idx: Vec<u32> = range.map(|i| reflect_index(i, n)).collect();
+    let len = idx.len();
+    x.index_select(&Tensor::from_vec(idx, len, x.device())?, dim)
+}
+
+fn reflect_pad_dim(x: &Tensor, dim: usize, before: usize, after: usize) -> Result<Tensor> {
+    if before == 0 && after == 0 {
+        return Ok(x.clone());
+    }
+    let n = x.dim(dim)? as isize;
+    let mut parts = Vec::with_capacity(3);
+    if before > 0 {
+        parts.push(reflected_strip(x, dim, -(before as isize)..0)?);
+    }
+    parts.push(x.clone());
+    if after > 0 {
+        parts.push(reflected_strip(x, dim, n..n + after as isize)?);
+    }
+    Tensor::cat(&parts, dim)
+}
+
+/// Reflection-pads a `[B, C, H, W]` tensor by `(top, bottom, left, right)` pixels.
+/// Output: `[B, C, H + top + bottom, W + left + right]`.
+pub fn reflect_pad(x: &Tensor, top: usize, bottom: usize, left: usize, right: usize) -> Result<Tensor> {
+    let x = reflect_pad_dim(x, 2, top, bottom)?;
+    reflect_pad_dim(&x, 3, left, right)
+}
+
+/// 2x2 max pooling with stride 2 and `ceil_mode = true`, as the official VGG encoder pools.
+/// `[B, C, H, W] -> [B, C, ceil(H/2), ceil(W/2)]`.
+///
+/// An odd side's last, partial window takes the maximum of its in-bounds values only. Repeating the
+/// last row/column before a floor-mode pool gives exactly that maximum.
+pub fn max_pool2x2_ceil(x: &Tensor) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    let mut x = x.clone();
+    if h % 2 == 1 {
+        x = Tensor::cat(&[&x, &x.narrow(2, h - 1, 1)?], 2)?;
+    }
+    if w % 2 == 1 {
+        x = Tensor::cat(&[&x, &x.narrow(3, w - 1, 1)?], 3)?;
+    }
+    x.max_pool2d(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn reflect_index_matches_pytorch_within_one_period() {
+        // ReflectionPad1d(2) on [a b c d]: [c b | a b c d | c b].
+        let got: Vec<u32> = (-2..6).map(|i| reflect_index(i, 4)).collect();
+        assert_eq!(got, vec![2, 1, 0, 1, 2, 3, 2, 1]);
+    }
+
+    #[test]
+    fn wide_pads_keep_mirroring() {
+        let got: Vec<u32> = (3..10).map(|i| reflect_index(i, 3)).collect();
+        assert_eq!(got, vec![1, 0, 1, 2, 1, 0, 1]);
+        assert_eq!(reflect_index(-5, 1), 0);
+    }
+
+    #[test]
+    fn pad_then_crop_is_identity_and_edges_mirror() -> Result<()> {
+        let x = Tensor::arange(0f32, 12., &Device::Cpu)?.reshape((1, 1, 3, 4))?;
+        let p = reflect_pad(&x, 1, 2, 0, 3)?;
+        assert_eq!(p.dims4()?, (1, 1, 6, 7));
+        let back = p.narrow(2, 1, 3)?.narrow(3, 0, 4)?;
+        assert_eq!(back.flatten_all()?.to_vec1::<f32>()?, x.flatten_all()?.to_vec1::<f32>()?);
+        // Top padding row mirrors row 1; right padding of row 0 is [2, 1, 0].
+        let row0 = p.get(0)?.get(0)?.get(0)?.to_vec1::<f32>()?;
+        assert_eq!(row0, vec![4., 5., 6., 7., 6., 5., 4.]);
+        Ok(())
+    }
+
+    #[test]
+    fn ceil_pool_takes_in_bounds_maximum() -> Result<()> {
+        let x = Tensor::new(&[[1f32, -5., 3.], [2., -7., -9.], [-4., 8., -1.]], &Device::Cpu)?
+            .reshape((1, 1, 3, 3))?;
+        let y = max_pool2x2_ceil(&x)?;
+        assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, vec![2., 3., 8., -1.]);
+        Ok(())
+    }
+}

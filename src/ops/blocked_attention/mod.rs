@@ -1,0 +1,210 @@
+//! StyA2K's all-to-key blocked attention (Zhu et al., ICCV 2023, section 3), as two custom ops.
+//!
+//! Feature maps are partitioned into non-overlapping `R x R` patches ("blocks"): patch `n` is the
+//! row-major index over the patch grid, in-patch position `y = a * R + b` row-major inside it. Rows
+//! and columns beyond the last whole patch are not attended (the official code drops them and its
+//! output is zero there); stylestream pads frames so that none are left (see `models::stya2k`).
+//! Channels split into `heads` contiguous groups of `d = C / heads`.
+//!
+//! - [`aggregate_style_patches`] (style side, once per style): key/value patch centres and the
+//!   sigmoid-weighted aggregates of the distributed attention.
+//! - [`distributed_attention`]: every content position attends to all aggregated style patches.
+//! - [`progressive_attention`]: every content patch picks its best position-aligned style patch
+//!   (hard argmax) and attends locally inside it.
+//!
+//! The content side takes and returns plain `[1, C, H, W]` maps, so blocking and unblocking happen
+//! inside the op: a kernel can read the map in place. The style side is pre-blocked once.
+mod cpu;
+
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+
+/// Heads of every A2K attention in StyA2K.
+pub const HEADS: usize = 8;
+
+/// Splits `[1, C, H, W]` into patches and heads: `[heads, n, r, d]` with `n = (H/R) * (W/R)`,
+/// `r = R^2`, `d = C / heads`, uncovered remainder rows/columns dropped.
+pub fn block(x: &Tensor, region: usize, heads: usize) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    check(b == 1, || format!("blocked attention takes one frame at a time, got batch {b}"))?;
+    check(c % heads == 0, || format!("{c} channels do not split into {heads} heads"))?;
+    let (nh, nw) = (h / region, w / region);
+    check(nh > 0 && nw > 0, || format!("a {h}x{w} feature map holds no {region}x{region} patch"))?;
+    let d = c / heads;
+    let x = x.narrow(2, 0, nh * region)?.narrow(3, 0, nw * region)?;
+    // [1, C, nh*R, nw*R] -> [heads, d, nh, R, nw, R]
+    let x = x.reshape((heads, d, nh, region, nw, region))?;
+    // -> [heads, nh, nw, R(a), R(b), d] -> [heads, n, r, d]
+    x.permute((0, 2, 4, 3, 5, 1))?.contiguous()?.reshape((heads, nh * nw, region * region, d))
+}
+
+/// Distributed attention, style side. `k`, `v`: blocked style keys `[heads, n, r, d_k]` and values
+/// `[heads, n, r, d_v]`; `alpha`, `beta`: the learned scalars, shape `[1]`.
+///
+/// Per patch z: centres `kappa = mean_y K[z, y]`, `nu = mean_y V[z, y]`; weights
+/// `s_y = sigmoid(beta + alpha <kappa, K[z, y]>)`; aggregates
+/// `K_bar = (sum_y s_y K[z, y] + kappa) / (r + 1)` and likewise `V_bar` with the same `s`. The division
+/// by `r + 1` (not by the sum of the weights) is the official definition.
+/// Returns `(K_bar [heads, n, d_k], V_bar [heads, n, d_v])`.
+pub fn aggregate_style_patches(
+    k: &Tensor,
+    v: &Tensor,
+    alpha: &Tensor,
+    beta: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    let r = k.dim(2)?;
+    let kappa = k.mean_keepdim(2)?; // [heads, n, 1, d_k]
+    let nu = v.mean_keepdim(2)?; // [heads, n, 1, d_v]
+    let dis = k.broadcast_mul(&kappa)?.sum_keepdim(3)?; // [heads, n, r, 1]
+    let s = candle_nn::ops::sigmoid(&dis.broadcast_mul(alpha)?.broadcast_add(beta)?)?;
+    let aggregate = |x: &Tensor, centre: &Tensor| -> Result<Tensor> {
+        // [heads, n, r, d] -> [heads, n, d]
+        ((x.broadcast_mul(&s)?.sum_keepdim(2)? + centre)? / (r + 1) as f64)?.squeeze(2)
+    };
+    Ok((aggregate(k, &kappa)?, aggregate(v, &nu)?))
+}
+
+/// Distributed attention, content side. `q`: queries `[1, heads * d_k, H, W]`; `k_bar`, `v_bar`:
+/// from [`aggregate_style_patches`]. For every covered position and head: softmax over the style
+/// patches of `<q, K_bar[z]>` (no `1/sqrt(d)` scaling, as the official code), then the weighted sum of
+/// `V_bar`. Returns `[1, heads * d_v, H, W]`, zero outside whole `region x region` patches.
+pub fn distributed_attention(q: &Tensor, k_bar: &Tensor, v_bar: &Tensor, region: usize) -> Result<Tensor> {
+    let (heads, n, d_k) = k_bar.dims3()?;
+    let (vh, vn, _) = v_bar.dims3()?;
+    check(vh == heads && vn == n, || {
+        format!("V_bar {:?} does not pair with K_bar {:?}", v_bar.dims(), k_bar.dims())
+    })?;
+    check_query(q, heads, d_k, region)?;
+    q.contiguous()?.apply_op3_no_bwd(
+        &k_bar.contiguous()?,
+        &v_bar.contiguous()?,
+        &DistributedAttention { region },
+    )
+}
+
+/// Progressive attention. `q`: queries `[1, heads * d_k, H, W]`; `k`, `v`: blocked style keys
+/// `[heads, n, r, d_k]` and values `[heads, n, r, d_v]` with `r = region^2`.
+///
+/// Per head and content patch x: patch score `S[x, z] = sum_y <Q[x, y], K[z, y]>` (position-aligned),
+/// `m = argmax_z S` (first index on ties, as torch), then for each position y a softmax over the r
+/// positions of patch m of `<Q[x, y], K[m, y']>` weighting `V[m, y']`. Returns `[1, heads * d_v, H, W]`,
+/// zero outside whole patches.
+pub fn progressive_attention(q: &Tensor, k: &Tensor, v: &Tensor, region: usize) -> Result<Tensor> {
+    let (heads, n, r, d_k) = k.dims4()?;
+    let (vh, vn, vr, _) = v.dims4()?;
+    check(vh == heads && vn == n && vr == r, || {
+        format!("V {:?} does not pair with K {:?}", v.dims(), k.dims())
+    })?;
+    check(r == region * region, || {
+        format!("style patches hold {r} positions, a {region}x{region} region needs {}", region * region)
+    })?;
+    check_query(q, heads, d_k, region)?;
+    q.contiguous()?.apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &ProgressiveAttention { region })
+}
+
+fn check_query(q: &Tensor, heads: usize, d_k: usize, region: usize) -> Result<()> {
+    let (b, c, h, w) = q.dims4()?;
+    check(b == 1, || format!("blocked attention takes one frame at a time, got batch {b}"))?;
+    check(c == heads * d_k, || format!("queries have {c} channels, the keys need {heads} heads x {d_k}"))?;
+    check(q.dtype() == DType::F32, || format!("blocked attention runs in f32, got {:?}", q.dtype()))?;
+    check(h >= region && w >= region, || format!("a {h}x{w} feature map holds no {region}x{region} patch"))
+}
+
+fn check(ok: bool, msg: impl FnOnce() -> String) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(candle_core::Error::Msg(msg()))
+    }
+}
+
+/// Geometry shared by both ops: the query map and the style tensors' sizes.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    heads: usize,
+    d_k: usize,
+    d_v: usize,
+    /// Style patches.
+    n_s: usize,
+    height: usize,
+    width: usize,
+    region: usize,
+}
+
+impl Geometry {
+    /// Reads the geometry from the query `[1, heads*d_k, H, W]` and value `[heads, n_s, .., d_v]` layouts.
+    fn new(q: &Layout, v: &Layout, region: usize) -> Self {
+        let qd = q.dims();
+        let vd = v.dims();
+        let heads = vd[0];
+        Geometry {
+            heads,
+            d_k: qd[1] / heads,
+            d_v: vd[vd.len() - 1],
+            n_s: vd[1],
+            height: qd[2],
+            width: qd[3],
+            region,
+        }
+    }
+
+    fn out_shape(&self) -> Shape {
+        Shape::from((1, self.heads * self.d_v, self.height, self.width))
+    }
+}
+
+/// Borrows a contiguous f32 storage as a slice.
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => Err(candle_core::Error::Msg("blocked attention needs contiguous inputs".into())),
+    }
+}
+
+struct DistributedAttention {
+    region: usize,
+}
+
+impl CustomOp3 for DistributedAttention {
+    fn name(&self) -> &'static str {
+        "a2k-distributed-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        q: &CpuStorage,
+        lq: &Layout,
+        k_bar: &CpuStorage,
+        lk: &Layout,
+        v_bar: &CpuStorage,
+        lv: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geometry::new(lq, lv, self.region);
+        let out = cpu::distributed(&g, f32_slice(q, lq)?, f32_slice(k_bar, lk)?, f32_slice(v_bar, lv)?);
+        Ok((CpuStorage::F32(out), g.out_shape()))
+    }
+}
+
+struct ProgressiveAttention {
+    region: usize,
+}
+
+impl CustomOp3 for ProgressiveAttention {
+    fn name(&self) -> &'static str {
+        "a2k-progressive-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        q: &CpuStorage,
+        lq: &Layout,
+        k: &CpuStorage,
+        lk: &Layout,
+        v: &CpuStorage,
+        lv: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geometry::new(lq, lv, self.region);
+        let out = cpu::progressive(&g, f32_slice(q, lq)?, f32_slice(k, lk)?, f32_slice(v, lv)?);
+        Ok((CpuStorage::F32(out), g.out_shape()))
+    }
+}

@@ -1,0 +1,2 @@
+//! Custom tensor operations with a readable CPU reference (and, with feature `cuda`, a kernel).
+pub mod blocked_attention;
