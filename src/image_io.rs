@@ -56,7 +56,7 @@ pub fn to_tensor(img: &DynamicImage, device: &Device) -> candle_core::Result<Ten
     let rgb = img.to_rgb32f();
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     // [H, W, 3] interleaved -> [1, 3, H, W] planar
-    Tensor::from_vec(rgb.into_raw(), (h, w, 3), device)?.permute((2, 0, 1))?.unsqueeze(0)
+    Tensor::from_vec(rgb.into_raw(), (h, w, 3), device)?.permute((2, 0, 1))?.contiguous()?.unsqueeze(0)
 }
 
 /// 8-bit RGB from `[1, 3, H, W]` (or `[3, H, W]`): clamped to [0, 1], scaled by 255 and rounded

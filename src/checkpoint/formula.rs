@@ -5,8 +5,13 @@
 //! row-major order `u = 2 * (splitmix64(fnv1a64(key) ^ seed + i) >> 11) / 2^53 - 1` in [-1, 1), and
 //! the value (f64, rounded once to f32) is `u * sqrt(6 / fan_in)` for 4-d conv weights, `1 + u / 2`
 //! for `sim_alpha`, `u / 2` for `sim_beta`, `u / 20` for everything else (biases).
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use candle_core::{DType, Device, Result, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};
+
+use crate::models::stya2k::StyA2K;
 
 /// The seed of the golden fixtures in `shared/fixtures/stya2k/`.
 pub const GOLDEN_SEED: u64 = 20261122;
@@ -48,17 +53,32 @@ pub fn values(key: &str, dims: &[usize], seed: u64) -> Vec<f32> {
 /// A [`VarBuilder`] whose tensors come from the formula: the bundle key `ns.rest` (as the models
 /// request it) is the formula key `ns:rest`.
 pub fn var_builder(seed: u64, device: &Device) -> VarBuilder<'static> {
-    VarBuilder::from_backend(Box::new(FormulaBackend { seed }), DType::F32, device.clone())
+    VarBuilder::from_backend(Box::new(FormulaBackend { seed, made: None }), DType::F32, device.clone())
+}
+
+/// Every StyA2K parameter under its bundle key, from the formula (to write a bundle of them).
+pub fn stya2k_tensors(seed: u64) -> Result<HashMap<String, Tensor>> {
+    let made = Arc::new(Mutex::new(HashMap::new()));
+    let backend = FormulaBackend { seed, made: Some(made.clone()) };
+    StyA2K::new(VarBuilder::from_backend(Box::new(backend), DType::F32, Device::Cpu))?;
+    let tensors = made.lock().map(|m| m.clone()).unwrap_or_default();
+    Ok(tensors)
 }
 
 struct FormulaBackend {
     seed: u64,
+    /// Records every tensor handed out, when set.
+    made: Option<Arc<Mutex<HashMap<String, Tensor>>>>,
 }
 
 impl candle_nn::var_builder::SimpleBackend for FormulaBackend {
     fn get(&self, shape: Shape, name: &str, _: Init, dtype: DType, dev: &Device) -> Result<Tensor> {
         let key = name.replacen('.', ":", 1);
-        Tensor::from_vec(values(&key, shape.dims(), self.seed), shape, dev)?.to_dtype(dtype)
+        let t = Tensor::from_vec(values(&key, shape.dims(), self.seed), shape, dev)?;
+        if let Some(Ok(mut made)) = self.made.as_ref().map(|m| m.lock()) {
+            made.insert(name.to_string(), t.clone());
+        }
+        t.to_dtype(dtype)
     }
 
     fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> Result<Tensor> {

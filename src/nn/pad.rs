@@ -21,7 +21,7 @@ fn reflected_strip(x: &Tensor, dim: usize, range: std::ops::Range<isize>) -> Res
     let n = x.dim(dim)?;
     let idx: Vec<u32> = range.map(|i| reflect_index(i, n)).collect();
     let len = idx.len();
-    x.index_select(&Tensor::from_vec(idx, len, x.device())?, dim)
+    x.contiguous()?.index_select(&Tensor::from_vec(idx, len, x.device())?, dim)
 }
 
 fn reflect_pad_dim(x: &Tensor, dim: usize, before: usize, after: usize) -> Result<Tensor> {

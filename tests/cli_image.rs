@@ -1,0 +1,131 @@
+//! The `image` subcommand end to end: formats in and out, sizes kept, and bad input refused cleanly.
+use std::path::Path;
+use std::process::{Command, Output};
+
+use image::{GrayImage, ImageBuffer, Luma, Rgba, RgbaImage};
+
+fn stylestream(args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stylestream"));
+    // candle appends a backtrace to errors when this is set; users who set it want that.
+    cmd.args(args).env_remove("RUST_BACKTRACE").env_remove("RUST_LIB_BACKTRACE");
+    cmd.output().expect("binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// Runs `image` with formula weights; returns the process output.
+fn run_image(content: &Path, style: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["image", "--content", p(content), "--style", p(style), "-o", p(out)];
+    args.extend_from_slice(&["--model", "formula:20261122"]);
+    args.extend_from_slice(extra);
+    stylestream(&args)
+}
+
+fn assert_clean_failure(o: &Output, mentions: &str) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one-line error expected, got: {err}");
+    assert!(err.contains(mentions), "error should mention {mentions}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn rgba_png_keeps_size_and_alpha_and_gray16_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let content = dir.path().join("content.png");
+    let rgba =
+        RgbaImage::from_fn(45, 30, |x, y| Rgba([(x * 5) as u8, (y * 8) as u8, 128, (x * 3 + y) as u8]));
+    rgba.save(&content).unwrap();
+    let style = dir.path().join("style16.png");
+    let gray16: ImageBuffer<Luma<u16>, Vec<u16>> =
+        ImageBuffer::from_fn(33, 20, |x, y| Luma([(x * 1500 + y * 900) as u16]));
+    gray16.save(&style).unwrap();
+
+    let out = dir.path().join("out.png");
+    let o = run_image(&content, &style, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let result = image::open(&out).unwrap().to_rgba8();
+    assert_eq!(result.dimensions(), (45, 30));
+    for (a, b) in result.pixels().zip(rgba.pixels()) {
+        assert_eq!(a[3], b[3], "alpha must be carried over");
+    }
+
+    // Grayscale content to JPEG; the output is RGB of the content's size.
+    let gray = dir.path().join("gray.png");
+    GrayImage::from_fn(17, 50, |x, y| Luma([(x * 10 + y) as u8])).save(&gray).unwrap();
+    let jpg = dir.path().join("out.jpg");
+    let o = run_image(&gray, &content, &jpg, &["--max-side", "40"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let result = image::open(&jpg).unwrap();
+    assert_eq!((result.width(), result.height()), (14, 40), "max-side keeps the aspect ratio");
+}
+
+#[test]
+fn refuses_to_overwrite_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let content = dir.path().join("c.png");
+    GrayImage::from_fn(20, 20, |x, _| Luma([x as u8 * 10])).save(&content).unwrap();
+    let out = dir.path().join("exists.png");
+    std::fs::write(&out, b"keep me").unwrap();
+    let o = run_image(&content, &content, &out, &[]);
+    assert_clean_failure(&o, "exists.png");
+    assert_eq!(std::fs::read(&out).unwrap(), b"keep me");
+    let o = run_image(&content, &content, &out, &["--overwrite"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(image::open(&out).unwrap().width(), 20);
+}
+
+#[test]
+fn bad_inputs_fail_with_one_line_naming_the_file_and_leave_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.png");
+    GrayImage::from_fn(20, 20, |x, _| Luma([x as u8 * 10])).save(&good).unwrap();
+    let text = dir.path().join("notes.png");
+    std::fs::write(&text, "this is not an image").unwrap();
+    let truncated = dir.path().join("cut.png");
+    std::fs::write(&truncated, &std::fs::read(&good).unwrap()[..40]).unwrap();
+    let missing = dir.path().join("missing.png");
+    let out = dir.path().join("out.png");
+
+    for bad in [&text, &truncated, &missing] {
+        let o = run_image(bad, &good, &out, &[]);
+        assert_clean_failure(&o, bad.file_name().unwrap().to_str().unwrap());
+        let o = run_image(&good, bad, &out, &[]);
+        assert_clean_failure(&o, bad.file_name().unwrap().to_str().unwrap());
+    }
+    let o = run_image(&good, &good, &dir.path().join("out.bmp"), &[]);
+    assert_clean_failure(&o, "out.bmp");
+    let o = run_image(&good, &good, &dir.path().join("no-such-dir").join("out.png"), &[]);
+    assert_clean_failure(&o, "out.png");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 3, "only the three inputs remain: {leftovers:?}");
+}
+
+#[test]
+fn bad_model_files_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.png");
+    GrayImage::from_fn(20, 20, |x, _| Luma([x as u8 * 10])).save(&good).unwrap();
+    let junk = dir.path().join("junk.safetensors");
+    std::fs::write(&junk, [0xffu8; 64]).unwrap();
+    let out = dir.path().join("out.png");
+    let o = stylestream(&[
+        "image",
+        "--content",
+        p(&good),
+        "--style",
+        p(&good),
+        "-o",
+        p(&out),
+        "--model",
+        p(&junk),
+    ]);
+    assert_clean_failure(&o, "junk.safetensors");
+    assert!(!out.exists());
+}
