@@ -21,6 +21,9 @@ pub enum Command {
     Image(ImageArgs),
     /// Convert the official StyA2K PyTorch checkpoints into one stylestream bundle.
     ImportOfficial(ImportArgs),
+    /// Stylise video files (audio and timestamps kept); several inputs or a folder make a batch.
+    #[cfg(feature = "media")]
+    Video(crate::cli_video::VideoArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -87,6 +90,8 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Image(args) => image(args),
         Command::ImportOfficial(args) => import_official(args),
+        #[cfg(feature = "media")]
+        Command::Video(args) => crate::cli_video::video(args),
     }
 }
 

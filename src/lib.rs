@@ -4,8 +4,14 @@
 //! attention runs on custom ops (`ops`) with a CPU reference and, with feature `cuda`, kernels.
 pub mod checkpoint;
 pub mod cli;
+#[cfg(feature = "media")]
+mod cli_video;
 pub mod image_io;
 pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod output;
+#[cfg(feature = "media")]
+pub mod temporal;
+#[cfg(feature = "media")]
+pub mod video;

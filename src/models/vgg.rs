@@ -17,9 +17,11 @@ enum Layer {
     Pool,
 }
 
-/// `(sequential index, C_in, C_out)` of each 3x3 conv, `None` for a max pool, grouped into the five
-/// official slices whose outputs are relu1_1 .. relu5_1.
-const SLICES: [&[Option<(usize, usize, usize)>]; 5] = [
+/// `(sequential index, C_in, C_out)` of a 3x3 conv, `None` for a max pool.
+type LayerSpec = Option<(usize, usize, usize)>;
+
+/// The layers grouped into the five official slices whose outputs are relu1_1 .. relu5_1.
+const SLICES: [&[LayerSpec]; 5] = [
     &[Some((2, 3, 64))],
     &[Some((5, 64, 64)), None, Some((9, 64, 128))],
     &[Some((12, 128, 128)), None, Some((16, 128, 256))],

@@ -1,0 +1,189 @@
+//! The `video` subcommand: arguments, model choice, progress bar, interrupt handling, batch summary.
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::checkpoint::{self, WeightSource};
+use crate::image_io;
+use crate::video::{self, batch, file, Identity, StyA2kStylizer, Stylizer};
+
+/// Which network stylises the frames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelChoice {
+    /// Frames pass through unchanged (pipeline checks and I/O benchmarks).
+    Identity,
+    StyA2K(WeightSource),
+}
+
+impl std::str::FromStr for ModelChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "identity" => Ok(ModelChoice::Identity),
+            other => other.parse().map(ModelChoice::StyA2K),
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VideoArgs {
+    /// Input video file(s) or folder(s); more than one file, or a folder, makes a batch.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Output file (.mp4 or .mkv), or the output folder of a batch.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Style image.
+    #[arg(long, required_unless_present_any = ["model"])]
+    pub style: Option<PathBuf>,
+    /// Model bundle (.safetensors), `formula:SEED` (untrained test weights) or `identity`.
+    #[arg(long, value_name = "PATH|formula:SEED|identity")]
+    pub model: ModelChoice,
+    /// Style strength: 0 keeps the content, 1 is the full style.
+    #[arg(long, default_value_t = 1.0)]
+    pub alpha: f64,
+    /// Scale the style image down so its longer side is at most N pixels.
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    pub style_size: u32,
+    /// Scale frames down so the longer side is at most N pixels (aspect kept).
+    #[arg(long, value_name = "N", conflicts_with = "size")]
+    pub max_side: Option<u32>,
+    /// Scale frames to exactly WIDTHxHEIGHT.
+    #[arg(long, value_name = "WxH", value_parser = parse_size)]
+    pub size: Option<(u32, u32)>,
+    /// H.264 constant quality (lower is better, 0..=51).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=51), conflicts_with = "bitrate")]
+    pub crf: u32,
+    /// H.264 average bitrate in kbit/s instead of constant quality.
+    #[arg(long, value_name = "KBPS")]
+    pub bitrate: Option<u32>,
+    /// x264 speed preset.
+    #[arg(long, default_value = "medium", value_parser = ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"])]
+    pub preset: String,
+    /// Container of batch outputs.
+    #[arg(long, default_value = "mp4", value_parser = ["mp4", "mkv"])]
+    pub container: String,
+    /// Replace existing outputs (a batch otherwise skips them, so a re-run resumes).
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s.split_once('x').ok_or_else(|| format!("`{s}`: expected WIDTHxHEIGHT, e.g. 640x360"))?;
+    let parse = |v: &str| v.parse::<u32>().ok().filter(|v| (2..=16384).contains(v));
+    match (parse(w), parse(h)) {
+        (Some(w), Some(h)) => Ok((w, h)),
+        _ => Err(format!("`{s}`: width and height must be whole numbers from 2 to 16384")),
+    }
+}
+
+/// Set by the first Ctrl-C/SIGTERM; a second one exits at once.
+fn interrupt_flag() -> &'static AtomicBool {
+    static FLAG: OnceLock<&'static AtomicBool> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+        let result = ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupted: finishing the output file (press Ctrl-C again to abort)");
+        });
+        if let Err(e) = result {
+            tracing::warn!("no interrupt handler: {e}");
+        }
+        flag
+    })
+}
+
+/// Builds the model once; the returned closure hands out a stylizer per file (clones share weights).
+fn stylizer_factory(args: &VideoArgs) -> Result<Box<dyn Fn() -> Box<dyn Stylizer>>> {
+    match &args.model {
+        ModelChoice::Identity => Ok(Box::new(|| Box::new(Identity) as Box<dyn Stylizer>)),
+        ModelChoice::StyA2K(source) => {
+            let style_path = args.style.as_ref().context("--style is needed with this model")?;
+            let device = Device::Cpu;
+            let model = checkpoint::load_stya2k(source, &device)?;
+            let style = image_io::read_picture(style_path, Some(args.style_size), &device)?;
+            let prototype = StyA2kStylizer::new(model, &style.rgb, args.alpha)
+                .with_context(|| format!("{}: encoding the style", style_path.display()))?;
+            Ok(Box::new(move || Box::new(prototype.clone()) as Box<dyn Stylizer>))
+        }
+    }
+}
+
+fn progress_bar(total: Option<u64>) -> ProgressBar {
+    let bar = ProgressBar::new(total.unwrap_or(0));
+    let style = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} frames {per_sec} ETA {eta}",
+    )
+    .expect("the template is valid");
+    bar.set_style(style);
+    bar
+}
+
+pub fn video(args: VideoArgs) -> Result<()> {
+    video::init()?;
+    let template = file::FileJob {
+        input: PathBuf::new(),
+        output: PathBuf::new(),
+        size: match (args.max_side, args.size) {
+            (Some(n), _) => file::Size::MaxSide(n),
+            (_, Some((w, h))) => file::Size::Exact(w, h),
+            _ => file::Size::Keep,
+        },
+        encoding: file::Encoding { crf: args.crf, bitrate: args.bitrate, preset: args.preset.clone() },
+        overwrite: args.overwrite,
+    };
+    let is_batch = args.inputs.len() > 1 || args.inputs[0].is_dir() || args.output.is_dir();
+    let make = stylizer_factory(&args)?;
+    let interrupt = interrupt_flag();
+    if !is_batch {
+        let job = file::FileJob { input: args.inputs[0].clone(), output: args.output.clone(), ..template };
+        let bar = progress_bar(file::estimated_frames(&job.input));
+        let report = file::transcode(&job, make(), &|n| bar.set_position(n), interrupt);
+        bar.finish_and_clear();
+        let report = report?;
+        eprintln!(
+            "{}: {} frames in {:.1} s ({:.2} fps){}",
+            job.output.display(),
+            report.frames,
+            report.seconds,
+            report.frames as f64 / report.seconds.max(1e-9),
+            if report.interrupted { ", interrupted: the file ends there" } else { "" }
+        );
+        return Ok(());
+    }
+    std::fs::create_dir_all(&args.output)
+        .with_context(|| format!("{}: cannot create", args.output.display()))?;
+    let items = batch::plan(&args.inputs, &args.output, &args.container)?;
+    let bar = progress_bar(None);
+    let outcome = batch::run(
+        &items,
+        &template,
+        make.as_ref(),
+        &|done, total| {
+            bar.set_length(total.max(done));
+            bar.set_position(done);
+        },
+        interrupt,
+    );
+    bar.finish_and_clear();
+    eprintln!(
+        "batch: {} written, {} skipped (already there), {} failed{}",
+        outcome.done.len(),
+        outcome.skipped.len(),
+        outcome.failed.len(),
+        if outcome.interrupted { ", interrupted" } else { "" }
+    );
+    for (input, e) in &outcome.failed {
+        eprintln!("failed: {}: {e}", input.display());
+    }
+    if !outcome.failed.is_empty() {
+        bail!("{} of {} inputs failed", outcome.failed.len(), items.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,356 @@
+//! One file in, one file out: decode with GStreamer, stylise every frame, encode H.264 into MP4 or
+//! Matroska with the audio kept, timestamps carried frame by frame.
+//!
+//! Safety rules: the output is written under a temporary sibling name and renamed only when the muxer
+//! has finished; an interrupt ends the stream cleanly (end-of-stream into every muxer input) so the
+//! file is playable; an existing output is kept unless `overwrite`; errors name the element at fault.
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use super::pipeline::{fill, launch, require, source_name, template};
+use super::probe::{file_uri, probe, MediaInfo};
+use super::stages::{Stages, Stats};
+use super::{Frame, Stylizer, VideoError};
+use crate::output::temp_sibling;
+
+/// How often the driver looks at the bus, the interrupt flag and the progress.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Output size policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Size {
+    /// The source's size.
+    Keep,
+    /// Scale down (never up) so the longer side is at most N, keeping the aspect ratio.
+    MaxSide(u32),
+    /// Exactly W x H.
+    Exact(u32, u32),
+}
+
+/// H.264 settings (x264enc).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoding {
+    /// Constant-quality factor (x264 `pass=qual quantizer=N`, lower is better); used unless `bitrate`.
+    pub crf: u32,
+    /// Average bitrate in kbit/s, instead of constant quality.
+    pub bitrate: Option<u32>,
+    /// x264 speed preset (ultrafast .. veryslow).
+    pub preset: String,
+}
+
+impl Default for Encoding {
+    fn default() -> Self {
+        Encoding { crf: 20, bitrate: None, preset: "medium".into() }
+    }
+}
+
+impl Encoding {
+    fn x264_properties(&self) -> String {
+        let rate = match self.bitrate {
+            Some(kbps) => format!("bitrate={kbps}"),
+            None => format!("pass=qual quantizer={}", self.crf),
+        };
+        format!("speed-preset={} {rate}", self.preset)
+    }
+}
+
+/// One transcode.
+#[derive(Debug, Clone)]
+pub struct FileJob {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub size: Size,
+    pub encoding: Encoding,
+    pub overwrite: bool,
+}
+
+/// What a finished (or interrupted) transcode did.
+#[derive(Debug, Clone)]
+pub struct FileReport {
+    pub frames: u64,
+    pub seconds: f64,
+    /// True when an interrupt ended it early (the file is complete up to there and playable).
+    pub interrupted: bool,
+}
+
+/// The output container, from the file extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Container {
+    Mp4,
+    Mkv,
+}
+
+impl Container {
+    fn of(path: &Path) -> Result<Self, VideoError> {
+        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("mp4" | "m4v" | "mov") => Ok(Container::Mp4),
+            Some("mkv") => Ok(Container::Mkv),
+            _ => Err(VideoError::Output {
+                path: path.to_path_buf(),
+                reason: "unsupported extension, use .mp4 or .mkv".into(),
+            }),
+        }
+    }
+
+    fn template(self) -> &'static str {
+        match self {
+            Container::Mp4 => "file-mp4",
+            Container::Mkv => "file-mkv",
+        }
+    }
+
+    /// Compressed audio this container takes as it is: (caps to stop decoding at, parser before the muxer).
+    fn passthrough(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Container::Mp4 => &[("audio/mpeg,mpegversion=4", "aacparse")],
+            Container::Mkv => &[
+                ("audio/mpeg,mpegversion=4", "aacparse"),
+                ("audio/x-opus", "opusparse"),
+                ("audio/x-vorbis", "vorbisparse"),
+            ],
+        }
+    }
+
+    /// Encoder for audio that cannot pass through.
+    fn audio_encoder(self) -> (&'static str, &'static str) {
+        match self {
+            Container::Mp4 => ("avenc_aac", "avenc_aac ! aacparse"),
+            Container::Mkv => ("opusenc", "opusenc"),
+        }
+    }
+}
+
+/// Name of the queue that starts the audio branch (an interrupt sends end-of-stream into it).
+const AUDIO_QUEUE: &str = "audioq";
+
+/// The caps at which decoding stops and the audio branch of the description, for the file's audio.
+fn audio_plan(container: Container, audio: Option<&gst::Caps>) -> Result<(String, String), VideoError> {
+    let raw = "video/x-raw(ANY);audio/x-raw(ANY)".to_string();
+    let Some(caps) = audio else { return Ok((raw, String::new())) };
+    let queue = format!("queue name={AUDIO_QUEUE} max-size-buffers=0 max-size-bytes=0 max-size-time=0");
+    for (pass_caps, parser) in container.passthrough() {
+        let wanted: gst::Caps = pass_caps.parse().expect("the passthrough table holds valid caps");
+        if caps.can_intersect(&wanted) {
+            require(parser)?;
+            return Ok((
+                format!("{raw};{pass_caps}"),
+                format!("dec. ! {pass_caps} ! {queue} ! {parser} ! mux."),
+            ));
+        }
+    }
+    let (element, encoder) = container.audio_encoder();
+    require(element)?;
+    Ok((raw, format!("dec. ! audio/x-raw ! {queue} ! audioconvert ! audioresample ! {encoder} ! mux.")))
+}
+
+/// Output frame size for a source size: the policy, then rounded up to even numbers because H.264 in
+/// 4:2:0 needs them (at most one pixel of stretch).
+pub fn output_size(source: (u32, u32), size: Size) -> (u32, u32) {
+    let (w, h) = source;
+    let (w, h) = match size {
+        Size::Keep => (w, h),
+        Size::Exact(w, h) => (w, h),
+        Size::MaxSide(max) if w.max(h) > max => {
+            let scale = max as f64 / w.max(h) as f64;
+            (((w as f64 * scale).round() as u32).max(1), ((h as f64 * scale).round() as u32).max(1))
+        }
+        Size::MaxSide(_) => (w, h),
+    };
+    (w + (w & 1), h + (h & 1))
+}
+
+/// Transcodes one file. `progress` is called with the frames written so far; `interrupt` ends the
+/// run early but cleanly.
+pub fn transcode(
+    job: &FileJob,
+    stylizer: Box<dyn Stylizer>,
+    progress: &dyn Fn(u64),
+    interrupt: &AtomicBool,
+) -> Result<FileReport, VideoError> {
+    let container = Container::of(&job.output)?;
+    if !job.overwrite && job.output.exists() {
+        return Err(VideoError::Exists { path: job.output.clone() });
+    }
+    let info = probe(&job.input)?;
+    let tmp = temp_sibling(&job.output);
+    let result = run(job, container, &info, &tmp, stylizer, progress, interrupt);
+    match result {
+        Ok(report) => {
+            std::fs::rename(&tmp, &job.output)
+                .map_err(|e| VideoError::Output { path: job.output.clone(), reason: e.to_string() })?;
+            Ok(report)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Expected frame count of a file, for progress bars (`None` when unknown).
+pub fn estimated_frames(input: &Path) -> Option<u64> {
+    probe(input).ok()?.estimated_frames()
+}
+
+fn run(
+    job: &FileJob,
+    container: Container,
+    info: &MediaInfo,
+    tmp: &Path,
+    stylizer: Box<dyn Stylizer>,
+    progress: &dyn Fn(u64),
+    interrupt: &AtomicBool,
+) -> Result<FileReport, VideoError> {
+    let (width, height) = output_size((info.width, info.height), job.size);
+    let (decode_caps, audio) = audio_plan(container, info.audio.as_ref())?;
+    let framerate = (info.framerate.numer() > 0).then_some(info.framerate);
+    let styled_caps = super::frame::rgb_caps(width as usize, height as usize, framerate);
+    let description = fill(
+        &template(container.template())?,
+        &[
+            ("input_uri", file_uri(&job.input)?),
+            ("decode_caps", decode_caps),
+            ("scale", format!(",width={width},height={height},pixel-aspect-ratio=1/1")),
+            ("styled_caps", format!("\"{styled_caps}\"")),
+            ("x264", job.encoding.x264_properties()),
+            ("output", tmp.display().to_string().replace('"', "\\\"")),
+            ("audio", audio),
+        ],
+    )?;
+    tracing::debug!(%description, "file pipeline");
+    let pipeline = launch(&description)?;
+    let result = drive(&pipeline, stylizer, progress, interrupt);
+    let _ = pipeline.set_state(gst::State::Null);
+    result
+}
+
+/// Runs a built file pipeline to its end.
+fn drive(
+    pipeline: &gst::Pipeline,
+    stylizer: Box<dyn Stylizer>,
+    progress: &dyn Fn(u64),
+    interrupt: &AtomicBool,
+) -> Result<FileReport, VideoError> {
+    let appsink = app_element::<gst_app::AppSink>(pipeline, "frames")?;
+    let appsrc = app_element::<gst_app::AppSrc>(pipeline, "styled")?;
+    let stats = Arc::new(Stats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let pull_stop = stop.clone();
+    let mut index = 0;
+    let pull = Box::new(move || loop {
+        if pull_stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        match appsink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
+            Some(sample) => {
+                index += 1;
+                return Some(Frame::from_sample(&sample, index - 1));
+            }
+            None if appsink.is_eos() => return None,
+            None => continue,
+        }
+    });
+    let push_src = appsrc.clone();
+    let push = Box::new(move |frame: Frame| {
+        push_src.push_buffer(frame.to_buffer()?).map(|_| ()).map_err(|e| VideoError::Element {
+            element: "styled".into(),
+            message: format!("could not hand a frame to the encoder: {e:?}"),
+        })
+    });
+    let finish = Box::new(move || {
+        let _ = appsrc.end_of_stream();
+    });
+    let started = Instant::now();
+    pipeline.set_state(gst::State::Playing).map_err(|_| first_error(pipeline))?;
+    let stages = Stages::spawn(pull, stylizer, None, push, finish, stats.clone(), stop.clone());
+    let bus = pipeline.bus().expect("a pipeline has a bus");
+    let mut audio_ended = false;
+    let outcome = loop {
+        if let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds(TICK.as_nanos() as u64)) {
+            match msg.view() {
+                gst::MessageView::Eos(_) => break Ok(()),
+                gst::MessageView::Error(err) => break Err(element_error(&msg, err)),
+                _ => {}
+            }
+        }
+        progress(stats.frames_out.load(Ordering::Relaxed));
+        if stages.failed() {
+            break Ok(());
+        }
+        if interrupt.load(Ordering::Relaxed) {
+            stop.store(true, Ordering::Relaxed);
+            // Once the video side has drained, end the audio branch too so the muxer can finish.
+            if stages.finished() && !audio_ended {
+                audio_ended = true;
+                end_audio_branch(pipeline);
+            }
+        }
+    };
+    stop.store(true, Ordering::Relaxed);
+    let _ = pipeline.set_state(gst::State::Null);
+    let staged = stages.join();
+    outcome?;
+    staged?;
+    let frames = stats.frames_out.load(Ordering::Relaxed);
+    progress(frames);
+    Ok(FileReport {
+        frames,
+        seconds: started.elapsed().as_secs_f64(),
+        interrupted: interrupt.load(Ordering::Relaxed),
+    })
+}
+
+fn end_audio_branch(pipeline: &gst::Pipeline) {
+    if let Some(pad) = pipeline.by_name(AUDIO_QUEUE).and_then(|q| q.static_pad("sink")) {
+        pad.send_event(gst::event::Eos::new());
+    }
+}
+
+fn app_element<T: IsA<gst::Element>>(pipeline: &gst::Pipeline, name: &str) -> Result<T, VideoError> {
+    pipeline
+        .by_name(name)
+        .and_then(|e| e.downcast::<T>().ok())
+        .ok_or_else(|| VideoError::Pipeline(format!("the description has no {name} app element")))
+}
+
+fn element_error(msg: &gst::Message, err: &gst::message::Error) -> VideoError {
+    let debug = err.debug().map(|d| d.to_string()).unwrap_or_default();
+    // GStreamer's debug strings are multi-line source locations; the first line says enough.
+    let detail = debug.lines().last().unwrap_or_default();
+    let message =
+        if detail.is_empty() { err.error().to_string() } else { format!("{} ({detail})", err.error()) };
+    VideoError::Element { element: source_name(msg), message }
+}
+
+/// The error that made a state change fail, read from the bus.
+fn first_error(pipeline: &gst::Pipeline) -> VideoError {
+    let bus = pipeline.bus().expect("a pipeline has a bus");
+    while let Some(msg) = bus.timed_pop_filtered(gst::ClockTime::from_seconds(1), &[gst::MessageType::Error])
+    {
+        if let gst::MessageView::Error(err) = msg.view() {
+            return element_error(&msg, err);
+        }
+    }
+    VideoError::Pipeline("the pipeline refused to start".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_keep_aspect_and_are_even() {
+        assert_eq!(output_size((322, 242), Size::Keep), (322, 242));
+        assert_eq!(output_size((321, 241), Size::Keep), (322, 242));
+        assert_eq!(output_size((1920, 1080), Size::MaxSide(640)), (640, 360));
+        assert_eq!(output_size((240, 320), Size::MaxSide(100)), (76, 100));
+        assert_eq!(output_size((100, 50), Size::MaxSide(640)), (100, 50));
+        assert_eq!(output_size((100, 50), Size::Exact(33, 20)), (34, 20));
+    }
+}

@@ -1,0 +1,1 @@
+//! Live streams (placeholder filled below).

@@ -1,0 +1,52 @@
+//! Video through the model with GStreamer: decode -> appsink "frames" -> stage graph (pre-process,
+//! stylise, post-process on their own threads, joined by bounded crossbeam channels) -> appsrc "styled"
+//! -> encode/mux/sink.
+//!
+//! - [`file`]: one file to one file (audio kept, timestamps kept, temp name + rename, interrupt-safe).
+//! - [`batch`]: many files to a folder, resumable.
+//! - [`live`]: cameras and network streams, never blocking the source on the model.
+pub mod batch;
+pub mod file;
+pub mod frame;
+pub mod live;
+pub mod pipeline;
+pub mod probe;
+mod stages;
+pub mod stylizer;
+
+use std::path::PathBuf;
+
+pub use frame::Frame;
+pub use stylizer::{Identity, StyA2kStylizer, Stylizer};
+
+/// What went wrong in the video path; each message names the file or element at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum VideoError {
+    #[error("GStreamer could not start: {0}")]
+    Init(String),
+    #[error("{path}: no such file")]
+    Missing { path: PathBuf },
+    #[error("{path}: {reason}")]
+    Input { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    Output { path: PathBuf, reason: String },
+    #[error("{path}: already exists (pass --overwrite to replace it)")]
+    Exists { path: PathBuf },
+    #[error("GStreamer element `{element}` is not installed{}", package_hint(.package))]
+    MissingElement { element: String, package: Option<&'static str> },
+    #[error("pipeline description: {0}")]
+    Pipeline(String),
+    #[error("element `{element}`: {message}")]
+    Element { element: String, message: String },
+    #[error("model: {0}")]
+    Model(#[from] candle_core::Error),
+}
+
+fn package_hint(package: &Option<&'static str>) -> String {
+    package.map(|p| format!(" (Debian package {p})")).unwrap_or_default()
+}
+
+/// Initialises GStreamer once.
+pub fn init() -> Result<(), VideoError> {
+    gstreamer::init().map_err(|e| VideoError::Init(e.to_string()))
+}

@@ -1,0 +1,125 @@
+//! Pipeline descriptions: the named templates in `pipelines/` (embedded in the binary), placeholder
+//! filling, and parsing with missing elements reported by name and Debian package.
+use gstreamer as gst;
+use gstreamer::prelude::*;
+
+use super::VideoError;
+
+/// The named descriptions shipped in `pipelines/`, by name.
+const NAMED: [(&str, &str); 7] = [
+    ("file-mp4", include_str!("../../pipelines/file-mp4.pipeline")),
+    ("file-mkv", include_str!("../../pipelines/file-mkv.pipeline")),
+    ("test-pattern", include_str!("../../pipelines/test-pattern.pipeline")),
+    ("webcam-display", include_str!("../../pipelines/webcam-display.pipeline")),
+    ("webcam-v4l2loopback", include_str!("../../pipelines/webcam-v4l2loopback.pipeline")),
+    ("rtmp", include_str!("../../pipelines/rtmp.pipeline")),
+    ("srt", include_str!("../../pipelines/srt.pipeline")),
+];
+
+/// Which Debian package provides each element our descriptions use, for "not installed" errors.
+const PACKAGES: [(&str, &str); 24] = [
+    ("x264enc", "gstreamer1.0-plugins-ugly"),
+    ("avenc_aac", "gstreamer1.0-libav"),
+    ("avdec_h264", "gstreamer1.0-libav"),
+    ("opusenc", "gstreamer1.0-plugins-base"),
+    ("vorbisenc", "gstreamer1.0-plugins-base"),
+    ("videoconvert", "gstreamer1.0-plugins-base"),
+    ("videoscale", "gstreamer1.0-plugins-base"),
+    ("videorate", "gstreamer1.0-plugins-base"),
+    ("videotestsrc", "gstreamer1.0-plugins-base"),
+    ("audioconvert", "gstreamer1.0-plugins-base"),
+    ("audioresample", "gstreamer1.0-plugins-base"),
+    ("uridecodebin", "gstreamer1.0-plugins-base"),
+    ("appsink", "gstreamer1.0-plugins-base"),
+    ("appsrc", "gstreamer1.0-plugins-base"),
+    ("mp4mux", "gstreamer1.0-plugins-good"),
+    ("matroskamux", "gstreamer1.0-plugins-good"),
+    ("flvmux", "gstreamer1.0-plugins-good"),
+    ("v4l2src", "gstreamer1.0-plugins-good"),
+    ("v4l2sink", "gstreamer1.0-plugins-good"),
+    ("aacparse", "gstreamer1.0-plugins-good"),
+    ("h264parse", "gstreamer1.0-plugins-bad"),
+    ("mpegtsmux", "gstreamer1.0-plugins-bad"),
+    ("srtsink", "gstreamer1.0-plugins-bad"),
+    ("rtmp2sink", "gstreamer1.0-plugins-bad"),
+];
+
+/// A named description (see `pipelines/`) or the contents of a `.pipeline` file. `#` lines are
+/// comments; the remaining lines are joined into one description.
+pub fn template(name_or_path: &str) -> Result<String, VideoError> {
+    let text = match NAMED.iter().find(|(name, _)| *name == name_or_path) {
+        Some((_, text)) => text.to_string(),
+        None => std::fs::read_to_string(name_or_path).map_err(|e| {
+            let names: Vec<&str> = NAMED.iter().map(|(n, _)| *n).collect();
+            VideoError::Pipeline(format!(
+                "`{name_or_path}` is neither a named pipeline ({}) nor a readable file: {e}",
+                names.join(", ")
+            ))
+        })?,
+    };
+    Ok(text.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n"))
+}
+
+/// Replaces every `{key}` by its value; any placeholder left unfilled is an error naming it.
+pub fn fill(template: &str, values: &[(&str, String)]) -> Result<String, VideoError> {
+    let mut out = template.to_string();
+    for (key, value) in values {
+        out = out.replace(&format!("{{{key}}}"), value);
+    }
+    match out.find('{').and_then(|start| out[start..].find('}').map(|end| &out[start..start + end + 1])) {
+        Some(left) => Err(VideoError::Pipeline(format!("placeholder {left} has no value"))),
+        None => Ok(out),
+    }
+}
+
+/// Parses a description into a pipeline; a missing element is named with the package that has it.
+pub fn launch(description: &str) -> Result<gst::Pipeline, VideoError> {
+    let mut context = gst::ParseContext::new();
+    let element = gst::parse::launch_full(description, Some(&mut context), gst::ParseFlags::FATAL_ERRORS)
+        .map_err(|e| match e.kind::<gst::ParseError>() {
+            Some(gst::ParseError::NoSuchElement) => {
+                let element = context.missing_elements().into_iter().next().unwrap_or_default();
+                let package = PACKAGES.iter().find(|(name, _)| *name == element).map(|(_, p)| *p);
+                VideoError::MissingElement { element, package }
+            }
+            _ => VideoError::Pipeline(e.to_string()),
+        })?;
+    element.downcast::<gst::Pipeline>().map_err(|_| VideoError::Pipeline("not a pipeline".into()))
+}
+
+/// Checks up front that an element exists (e.g. before building a branch that needs it).
+pub fn require(element: &str) -> Result<(), VideoError> {
+    if gst::ElementFactory::find(element).is_some() {
+        Ok(())
+    } else {
+        let package = PACKAGES.iter().find(|(name, _)| *name == element).map(|(_, p)| *p);
+        Err(VideoError::MissingElement { element: element.to_string(), package })
+    }
+}
+
+/// The element an error message came from, by name (`?` if unknown).
+pub fn source_name(msg: &gst::MessageRef) -> String {
+    msg.src().map(|s| s.name().to_string()).unwrap_or_else(|| "?".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_named_template_fills_and_parses_or_names_what_is_missing() {
+        super::super::init().unwrap();
+        assert!(matches!(fill("a {x} b", &[]), Err(VideoError::Pipeline(m)) if m.contains("{x}")));
+        assert_eq!(fill("a {x} b", &[("x", "1".into())]).unwrap(), "a 1 b");
+        let e = launch("videotestsrc ! no-such-element-here ! fakesink").unwrap_err();
+        assert!(e.to_string().contains("no-such-element-here"), "{e}");
+        let e = launch("videotestsrc num-buffers=1 ! x264enc ! fakesink");
+        assert!(e.is_ok(), "x264enc should be installed here: {e:?}");
+        for (name, _) in NAMED {
+            let t = template(name).unwrap();
+            assert!(!t.contains('#') || t.contains("\"#"), "{name}: comments left");
+            assert!(t.contains("name=frames") && t.contains("name=styled"), "{name} lacks the app elements");
+        }
+        assert!(template("no-such-pipeline").is_err());
+    }
+}

@@ -1,0 +1,52 @@
+//! The model behind the video stages: anything that maps a frame tensor to a frame tensor.
+use candle_core::{Result, Tensor};
+
+use crate::models::stya2k::{StyA2K, StyleFeatures};
+
+/// A per-frame image-to-image model. Frames are `[1, 3, H, W]` RGB in [0, 1]; the output has the same
+/// shape (values outside [0, 1] are clamped later).
+pub trait Stylizer: Send {
+    fn stylize(&mut self, frame: &Tensor) -> Result<Tensor>;
+    /// Replaces the style (a `[1, 3, H_s, W_s]` image) between two frames.
+    fn set_style(&mut self, style: &Tensor) -> Result<()>;
+}
+
+/// Passes frames through untouched: the I/O ceiling in benches, and a model for pipeline tests.
+#[derive(Debug, Default)]
+pub struct Identity;
+
+impl Stylizer for Identity {
+    fn stylize(&mut self, frame: &Tensor) -> Result<Tensor> {
+        Ok(frame.clone())
+    }
+
+    fn set_style(&mut self, _: &Tensor) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// StyA2K with the style encoded once and reused for every frame.
+#[derive(Clone)]
+pub struct StyA2kStylizer {
+    model: StyA2K,
+    style: StyleFeatures,
+    alpha: f64,
+}
+
+impl StyA2kStylizer {
+    pub fn new(model: StyA2K, style: &Tensor, alpha: f64) -> Result<Self> {
+        let style = model.encode_style(style)?;
+        Ok(Self { model, style, alpha })
+    }
+}
+
+impl Stylizer for StyA2kStylizer {
+    fn stylize(&mut self, frame: &Tensor) -> Result<Tensor> {
+        self.model.stylize(frame, &self.style, self.alpha)
+    }
+
+    fn set_style(&mut self, style: &Tensor) -> Result<()> {
+        self.style = self.model.encode_style(style)?;
+        Ok(())
+    }
+}
