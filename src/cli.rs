@@ -24,6 +24,13 @@ pub enum Command {
     /// Stylise video files (audio and timestamps kept); several inputs or a folder make a batch.
     #[cfg(feature = "media")]
     Video(crate::cli_video::VideoArgs),
+    /// Stylise a live source (webcam, test pattern, network stream) to a window, virtual camera, file,
+    /// RTMP or SRT; rewrite the style file to switch styles while running.
+    #[cfg(feature = "media")]
+    Stream(crate::cli_video::StreamArgs),
+    /// Measure temporal consistency (warping errors) of a stylised video against its source.
+    #[cfg(feature = "media")]
+    Measure(crate::cli_measure::MeasureArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -92,6 +99,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::ImportOfficial(args) => import_official(args),
         #[cfg(feature = "media")]
         Command::Video(args) => crate::cli_video::video(args),
+        #[cfg(feature = "media")]
+        Command::Stream(args) => crate::cli_video::stream(args),
+        #[cfg(feature = "media")]
+        Command::Measure(args) => crate::cli_measure::measure(args),
     }
 }
 

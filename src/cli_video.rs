@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::checkpoint::{self, WeightSource};
 use crate::image_io;
-use crate::video::{self, batch, file, Identity, StyA2kStylizer, Stylizer};
+use crate::video::{self, batch, file, live, Identity, StyA2kStylizer, Stylizer};
 
 /// Which network stylises the frames.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,8 +37,8 @@ pub struct VideoArgs {
     /// Output file (.mp4 or .mkv), or the output folder of a batch.
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Style image.
-    #[arg(long, required_unless_present_any = ["model"])]
+    /// Style image (not needed with `--model identity`).
+    #[arg(long)]
     pub style: Option<PathBuf>,
     /// Model bundle (.safetensors), `formula:SEED` (untrained test weights) or `identity`.
     #[arg(long, value_name = "PATH|formula:SEED|identity")]
@@ -70,6 +70,74 @@ pub struct VideoArgs {
     /// Replace existing outputs (a batch otherwise skips them, so a re-run resumes).
     #[arg(long)]
     pub overwrite: bool,
+    /// Stabilise: blend each frame with the flow-warped previous output where the flow is reliable
+    /// (0 = off, up to 1); resets at scene cuts.
+    #[arg(long, value_name = "STRENGTH", default_value_t = 0.0, value_parser = parse_unit)]
+    pub stabilize: f32,
+    /// Measure flicker while running (rolling warping error on a downscaled copy, off the hot path).
+    #[arg(long)]
+    pub monitor: bool,
+    /// Also write the monitor's per-pair measurements to this CSV file.
+    #[arg(long, value_name = "FILE")]
+    pub monitor_csv: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StreamArgs {
+    /// `webcam[:/dev/videoN]`, `test` (moving pattern), a URI (rtsp://, http://, file://) or a file.
+    #[arg(long, default_value = "webcam")]
+    pub source: live::Source,
+    /// `display`, `file:PATH` (fragmented MP4), `v4l2:/dev/videoN` (virtual camera), `rtmp://...`,
+    /// `srt://...` or `null`.
+    #[arg(long, default_value = "display")]
+    pub sink: live::Sink,
+    /// A named pipeline (webcam-display, webcam-v4l2loopback, rtmp, srt, test-pattern) or a
+    /// `.pipeline` file, instead of --source/--sink.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub pipeline: Option<String>,
+    /// Style image; rewriting the file switches the style while running.
+    #[arg(long)]
+    pub style: Option<PathBuf>,
+    /// Model bundle (.safetensors), `formula:SEED` (untrained test weights) or `identity`.
+    #[arg(long, value_name = "PATH|formula:SEED|identity")]
+    pub model: ModelChoice,
+    /// Style strength: 0 keeps the content, 1 is the full style.
+    #[arg(long, default_value_t = 1.0)]
+    pub alpha: f64,
+    /// Longer side of the style image after loading.
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    pub style_size: u32,
+    /// Frame size asked of the source, WIDTHxHEIGHT.
+    #[arg(long, value_name = "WxH", value_parser = parse_size)]
+    pub size: Option<(u32, u32)>,
+    /// Frame rate asked of cameras and the test pattern.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=240))]
+    pub fps: u32,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+    /// Replace the output file of `--sink file:PATH` if it exists.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Stabilise: blend each frame with the flow-warped previous output where the flow is reliable
+    /// (0 = off, up to 1); resets at scene cuts.
+    #[arg(long, value_name = "STRENGTH", default_value_t = 0.0, value_parser = parse_unit)]
+    pub stabilize: f32,
+    /// Measure flicker while running (rolling warping error on a downscaled copy, off the hot path).
+    #[arg(long)]
+    pub monitor: bool,
+    /// Also write the monitor's per-pair measurements to this CSV file.
+    #[arg(long, value_name = "FILE")]
+    pub monitor_csv: Option<PathBuf>,
+}
+
+fn parse_unit(s: &str) -> Result<f32, String> {
+    let v: f32 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is outside 0..=1"))
+    }
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
@@ -100,15 +168,20 @@ fn interrupt_flag() -> &'static AtomicBool {
 }
 
 /// Builds the model once; the returned closure hands out a stylizer per file (clones share weights).
-fn stylizer_factory(args: &VideoArgs) -> Result<Box<dyn Fn() -> Box<dyn Stylizer>>> {
-    match &args.model {
+fn stylizer_factory(
+    model: &ModelChoice,
+    style: Option<&PathBuf>,
+    alpha: f64,
+    style_size: u32,
+) -> Result<Box<dyn Fn() -> Box<dyn Stylizer>>> {
+    match model {
         ModelChoice::Identity => Ok(Box::new(|| Box::new(Identity) as Box<dyn Stylizer>)),
         ModelChoice::StyA2K(source) => {
-            let style_path = args.style.as_ref().context("--style is needed with this model")?;
+            let style_path = style.context("--style is needed with this model")?;
             let device = Device::Cpu;
             let model = checkpoint::load_stya2k(source, &device)?;
-            let style = image_io::read_picture(style_path, Some(args.style_size), &device)?;
-            let prototype = StyA2kStylizer::new(model, &style.rgb, args.alpha)
+            let style = image_io::read_picture(style_path, Some(style_size), &device)?;
+            let prototype = StyA2kStylizer::new(model, &style.rgb, alpha)
                 .with_context(|| format!("{}: encoding the style", style_path.display()))?;
             Ok(Box::new(move || Box::new(prototype.clone()) as Box<dyn Stylizer>))
         }
@@ -137,9 +210,14 @@ pub fn video(args: VideoArgs) -> Result<()> {
         },
         encoding: file::Encoding { crf: args.crf, bitrate: args.bitrate, preset: args.preset.clone() },
         overwrite: args.overwrite,
+        consistency: video::consistency::ConsistencyOptions {
+            stabilize: args.stabilize,
+            monitor: args.monitor,
+            monitor_csv: args.monitor_csv.clone(),
+        },
     };
     let is_batch = args.inputs.len() > 1 || args.inputs[0].is_dir() || args.output.is_dir();
-    let make = stylizer_factory(&args)?;
+    let make = stylizer_factory(&args.model, args.style.as_ref(), args.alpha, args.style_size)?;
     let interrupt = interrupt_flag();
     if !is_batch {
         let job = file::FileJob { input: args.inputs[0].clone(), output: args.output.clone(), ..template };
@@ -155,6 +233,12 @@ pub fn video(args: VideoArgs) -> Result<()> {
             report.frames as f64 / report.seconds.max(1e-9),
             if report.interrupted { ", interrupted: the file ends there" } else { "" }
         );
+        if let Some(m) = report.monitor {
+            eprintln!(
+                "monitor: {} pairs, rolling E_warp {:?} (source {:?}), {} dropped",
+                m.pairs, m.rolling_e_warp_stylised, m.rolling_e_warp_source, m.dropped
+            );
+        }
         return Ok(());
     }
     std::fs::create_dir_all(&args.output)
@@ -185,5 +269,28 @@ pub fn video(args: VideoArgs) -> Result<()> {
     if !outcome.failed.is_empty() {
         bail!("{} of {} inputs failed", outcome.failed.len(), items.len());
     }
+    Ok(())
+}
+
+pub fn stream(args: StreamArgs) -> Result<()> {
+    video::init()?;
+    let make = stylizer_factory(&args.model, args.style.as_ref(), args.alpha, args.style_size)?;
+    let opts = live::LiveOptions {
+        source: args.source,
+        sink: args.sink,
+        size: args.size,
+        fps: args.fps,
+        duration: args.duration.map(std::time::Duration::from_secs_f64),
+        watch_style: args.style.clone(),
+        style_size: args.style_size,
+        overwrite: args.overwrite,
+        consistency: video::consistency::ConsistencyOptions {
+            stabilize: args.stabilize,
+            monitor: args.monitor,
+            monitor_csv: args.monitor_csv.clone(),
+        },
+    };
+    let stats = live::run(&opts, args.pipeline.as_deref(), make(), &|s| eprintln!("{s}"), interrupt_flag())?;
+    eprintln!("done: {stats}");
     Ok(())
 }

@@ -5,6 +5,8 @@
 pub mod checkpoint;
 pub mod cli;
 #[cfg(feature = "media")]
+mod cli_measure;
+#[cfg(feature = "media")]
 mod cli_video;
 pub mod image_io;
 pub mod models;

@@ -13,11 +13,13 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
-use super::pipeline::{fill, launch, require, source_name, template};
+use super::consistency::{reading, Consistency, ConsistencyOptions};
+use super::pipeline::{app_element, element_error, fill, launch, require, startup_error, template};
 use super::probe::{file_uri, probe, MediaInfo};
-use super::stages::{Stages, Stats};
+use super::stages::{puller, Stages, Stats};
 use super::{Frame, Stylizer, VideoError};
 use crate::output::temp_sibling;
+use crate::temporal::MonitorReading;
 
 /// How often the driver looks at the bus, the interrupt flag and the progress.
 const TICK: Duration = Duration::from_millis(100);
@@ -68,6 +70,7 @@ pub struct FileJob {
     pub size: Size,
     pub encoding: Encoding,
     pub overwrite: bool,
+    pub consistency: ConsistencyOptions,
 }
 
 /// What a finished (or interrupted) transcode did.
@@ -77,6 +80,8 @@ pub struct FileReport {
     pub seconds: f64,
     /// True when an interrupt ended it early (the file is complete up to there and playable).
     pub interrupted: bool,
+    /// The flicker monitor's last reading, when it ran.
+    pub monitor: Option<MonitorReading>,
 }
 
 /// The output container, from the file extension.
@@ -225,7 +230,7 @@ fn run(
     )?;
     tracing::debug!(%description, "file pipeline");
     let pipeline = launch(&description)?;
-    let result = drive(&pipeline, stylizer, progress, interrupt);
+    let result = drive(&pipeline, stylizer, Consistency::new(&job.consistency)?, progress, interrupt);
     let _ = pipeline.set_state(gst::State::Null);
     result
 }
@@ -234,6 +239,7 @@ fn run(
 fn drive(
     pipeline: &gst::Pipeline,
     stylizer: Box<dyn Stylizer>,
+    post: Option<Consistency>,
     progress: &dyn Fn(u64),
     interrupt: &AtomicBool,
 ) -> Result<FileReport, VideoError> {
@@ -241,21 +247,7 @@ fn drive(
     let appsrc = app_element::<gst_app::AppSrc>(pipeline, "styled")?;
     let stats = Arc::new(Stats::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let pull_stop = stop.clone();
-    let mut index = 0;
-    let pull = Box::new(move || loop {
-        if pull_stop.load(Ordering::Relaxed) {
-            return None;
-        }
-        match appsink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
-            Some(sample) => {
-                index += 1;
-                return Some(Frame::from_sample(&sample, index - 1));
-            }
-            None if appsink.is_eos() => return None,
-            None => continue,
-        }
-    });
+    let pull = puller(appsink, stop.clone());
     let push_src = appsrc.clone();
     let push = Box::new(move |frame: Frame| {
         push_src.push_buffer(frame.to_buffer()?).map(|_| ()).map_err(|e| VideoError::Element {
@@ -267,9 +259,11 @@ fn drive(
         let _ = appsrc.end_of_stream();
     });
     let started = Instant::now();
-    pipeline.set_state(gst::State::Playing).map_err(|_| first_error(pipeline))?;
-    let stages = Stages::spawn(pull, stylizer, None, push, finish, stats.clone(), stop.clone());
+    pipeline.set_state(gst::State::Playing).map_err(|_| startup_error(pipeline))?;
+    let monitor = post.as_ref().and_then(Consistency::monitor);
+    let stages = Stages::spawn(pull, stylizer, None, post, push, finish, stats.clone(), stop.clone());
     let bus = pipeline.bus().expect("a pipeline has a bus");
+    let written = file_complete(pipeline);
     let mut audio_ended = false;
     let outcome = loop {
         if let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds(TICK.as_nanos() as u64)) {
@@ -278,6 +272,11 @@ fn drive(
                 gst::MessageView::Error(err) => break Err(element_error(&msg, err)),
                 _ => {}
             }
+        }
+        // After an interrupt the decoder side never ends (nobody pulls), so the pipeline posts no
+        // end-of-stream: the file is done when the muxer's end-of-stream has reached the file sink.
+        if written.load(Ordering::Relaxed) {
+            break Ok(());
         }
         progress(stats.frames_out.load(Ordering::Relaxed));
         if stages.failed() {
@@ -303,41 +302,33 @@ fn drive(
         frames,
         seconds: started.elapsed().as_secs_f64(),
         interrupted: interrupt.load(Ordering::Relaxed),
+        monitor: reading(&monitor),
     })
+}
+
+/// A flag set when end-of-stream reaches the element after the muxer (the file sink): from then on
+/// the file is complete.
+fn file_complete(pipeline: &gst::Pipeline) -> Arc<AtomicBool> {
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    let sink_pad = pipeline.by_name("mux").and_then(|m| m.static_pad("src")).and_then(|p| p.peer());
+    if let Some(pad) = sink_pad {
+        pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+            if let Some(gst::PadProbeData::Event(ev)) = &info.data {
+                if ev.type_() == gst::EventType::Eos {
+                    flag.store(true, Ordering::Relaxed);
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+    done
 }
 
 fn end_audio_branch(pipeline: &gst::Pipeline) {
     if let Some(pad) = pipeline.by_name(AUDIO_QUEUE).and_then(|q| q.static_pad("sink")) {
         pad.send_event(gst::event::Eos::new());
     }
-}
-
-fn app_element<T: IsA<gst::Element>>(pipeline: &gst::Pipeline, name: &str) -> Result<T, VideoError> {
-    pipeline
-        .by_name(name)
-        .and_then(|e| e.downcast::<T>().ok())
-        .ok_or_else(|| VideoError::Pipeline(format!("the description has no {name} app element")))
-}
-
-fn element_error(msg: &gst::Message, err: &gst::message::Error) -> VideoError {
-    let debug = err.debug().map(|d| d.to_string()).unwrap_or_default();
-    // GStreamer's debug strings are multi-line source locations; the first line says enough.
-    let detail = debug.lines().last().unwrap_or_default();
-    let message =
-        if detail.is_empty() { err.error().to_string() } else { format!("{} ({detail})", err.error()) };
-    VideoError::Element { element: source_name(msg), message }
-}
-
-/// The error that made a state change fail, read from the bus.
-fn first_error(pipeline: &gst::Pipeline) -> VideoError {
-    let bus = pipeline.bus().expect("a pipeline has a bus");
-    while let Some(msg) = bus.timed_pop_filtered(gst::ClockTime::from_seconds(1), &[gst::MessageType::Error])
-    {
-        if let gst::MessageView::Error(err) = msg.view() {
-            return element_error(&msg, err);
-        }
-    }
-    VideoError::Pipeline("the pipeline refused to start".into())
 }
 
 #[cfg(test)]

@@ -84,14 +84,14 @@ impl Frame {
     }
 }
 
-/// Caps of packed RGB frames of a given size (and frame rate, if known) for the appsrc.
+/// Fixed caps of packed RGB frames of a given size for the appsrc; the frame rate is 0/1 (variable:
+/// every buffer carries its own timestamps) when not known.
 pub fn rgb_caps(width: usize, height: usize, framerate: Option<gst::Fraction>) -> gst::Caps {
-    let mut caps = gst_video::VideoCapsBuilder::new()
+    gst_video::VideoCapsBuilder::new()
         .format(gst_video::VideoFormat::Rgb)
         .width(width as i32)
-        .height(height as i32);
-    if let Some(fr) = framerate {
-        caps = caps.framerate(fr);
-    }
-    caps.build()
+        .height(height as i32)
+        .framerate(framerate.unwrap_or(gst::Fraction::new(0, 1)))
+        .pixel_aspect_ratio(gst::Fraction::new(1, 1))
+        .build()
 }

@@ -1,1 +1,405 @@
-//! Live streams (placeholder filled below).
+//! Live mode: a camera, test pattern or network stream through the model to a window, a virtual
+//! camera, a file, RTMP or SRT. The source never waits for the model: the appsink keeps only the newest
+//! frame (older ones are dropped and counted), so latency stays bounded when the model is slower than
+//! the source. The style can be replaced while running by rewriting the style file.
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use candle_core::{Device, Tensor};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use super::consistency::{reading, Consistency, ConsistencyOptions};
+use super::pipeline::{app_element, element_error, fill, launch, require, startup_error, template};
+use super::stages::{puller, Stages, Stats};
+use super::{Frame, Stylizer, VideoError};
+
+/// Where live frames come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A V4L2 camera device.
+    Webcam(String),
+    /// A moving test pattern (no camera needed).
+    Test,
+    /// Anything `uridecodebin` reads (file://, rtsp://, http://, ...), played at its own pace.
+    Uri(String),
+}
+
+impl std::str::FromStr for Source {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "test" => Source::Test,
+            "webcam" => Source::Webcam("/dev/video0".into()),
+            _ if s.starts_with("webcam:") => Source::Webcam(s["webcam:".len()..].into()),
+            _ if s.contains("://") => Source::Uri(s.into()),
+            _ => {
+                let path = std::path::absolute(s).map_err(|e| format!("`{s}`: {e}"))?;
+                let uri = gst::glib::filename_to_uri(&path, None).map_err(|e| format!("`{s}`: {e}"))?;
+                Source::Uri(uri.to_string())
+            }
+        })
+    }
+}
+
+/// Where stylised frames go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sink {
+    /// A window (needs a display).
+    Display,
+    /// A fragmented MP4 file (playable even after a crash), written under a temporary name.
+    File(PathBuf),
+    /// A V4L2 output device, e.g. a v4l2loopback virtual camera.
+    V4l2(String),
+    Rtmp(String),
+    Srt(String),
+    /// Discard (benchmarks and tests).
+    Null,
+}
+
+impl std::str::FromStr for Sink {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "display" => Sink::Display,
+            "null" => Sink::Null,
+            _ if s.starts_with("file:") => Sink::File(s["file:".len()..].into()),
+            _ if s.starts_with("v4l2:") => Sink::V4l2(s["v4l2:".len()..].into()),
+            _ if s.starts_with("rtmp://") || s.starts_with("rtmps://") => Sink::Rtmp(s.into()),
+            _ if s.starts_with("srt://") => Sink::Srt(s.into()),
+            _ => {
+                return Err(format!(
+                    "`{s}`: expected display, file:PATH, v4l2:DEVICE, rtmp://..., srt://... or null"
+                ))
+            }
+        })
+    }
+}
+
+/// A live run.
+#[derive(Debug, Clone)]
+pub struct LiveOptions {
+    pub source: Source,
+    pub sink: Sink,
+    /// Frame size asked of the source (cameras and the test pattern); `None` keeps the source's.
+    pub size: Option<(u32, u32)>,
+    /// Frame rate asked of cameras and the test pattern.
+    pub fps: u32,
+    /// Stop after this long (`None`: until interrupted or the source ends).
+    pub duration: Option<Duration>,
+    /// Re-read this style image whenever the file changes.
+    pub watch_style: Option<PathBuf>,
+    /// Longer side of the style image after loading.
+    pub style_size: u32,
+    pub overwrite: bool,
+    pub consistency: ConsistencyOptions,
+}
+
+/// Counters of a live run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LiveStats {
+    pub seconds: f64,
+    /// Frames the source produced.
+    pub frames_in: u64,
+    /// Frames written to the sink.
+    pub frames_out: u64,
+    /// Frames dropped because the model was busy.
+    pub dropped: u64,
+    /// Source-to-sink latency percentiles over the recent frames, seconds.
+    pub latency_p50: f64,
+    pub latency_p95: f64,
+    /// Rolling warping error of the output (and of the source, the flow's floor), with `--monitor`.
+    pub e_warp: Option<(f64, f64)>,
+}
+
+impl std::fmt::Display for LiveStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = self.seconds.max(1e-9);
+        write!(
+            f,
+            "fps in {:.1} | fps out {:.1} | latency p50 {:.0} ms p95 {:.0} ms | dropped {}",
+            self.frames_in as f64 / t,
+            self.frames_out as f64 / t,
+            self.latency_p50 * 1e3,
+            self.latency_p95 * 1e3,
+            self.dropped
+        )?;
+        match self.e_warp {
+            Some((styled, source)) => write!(f, " | E_warp {styled:.5} (source {source:.5})"),
+            None => Ok(()),
+        }
+    }
+}
+
+fn source_fragment(source: &Source, size: Option<(u32, u32)>, fps: u32) -> String {
+    let scale = size.map(|(w, h)| format!(",width={w},height={h}")).unwrap_or_default();
+    match source {
+        Source::Test => {
+            let (w, h) = size.unwrap_or((640, 480));
+            format!("videotestsrc is-live=true pattern=ball ! video/x-raw,width={w},height={h},framerate={fps}/1")
+        }
+        Source::Webcam(dev) => format!(
+            "v4l2src device=\"{dev}\" ! videoconvert ! videoscale ! videorate drop-only=true ! video/x-raw{scale},framerate={fps}/1"
+        ),
+        Source::Uri(uri) => format!("uridecodebin uri=\"{uri}\" caps=video/x-raw ! videoconvert ! videoscale ! video/x-raw{scale}"),
+    }
+}
+
+fn sink_fragment(sink: &Sink, tmp: Option<&PathBuf>) -> Result<String, VideoError> {
+    let h264 = "videoconvert ! video/x-raw,format=I420 ! x264enc tune=zerolatency speed-preset=veryfast key-int-max=30 ! h264parse config-interval=-1";
+    Ok(match sink {
+        Sink::Display => {
+            if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
+                return Err(VideoError::Pipeline(
+                    "--sink display needs a display (DISPLAY or WAYLAND_DISPLAY is unset)".into(),
+                ));
+            }
+            "videoconvert ! autovideosink sync=false".into()
+        }
+        Sink::Null => "fakesink sync=false".into(),
+        Sink::File(_) => {
+            let tmp = tmp.expect("a file sink has a temporary path");
+            format!(
+                "{h264} ! mp4mux fragment-duration=1000 ! filesink async=false location=\"{}\"",
+                tmp.display()
+            )
+        }
+        Sink::V4l2(dev) => {
+            format!("videoconvert ! video/x-raw,format=YUY2 ! v4l2sink device=\"{dev}\" sync=false")
+        }
+        Sink::Rtmp(url) => format!("{h264} ! flvmux streamable=true ! rtmp2sink location=\"{url}\""),
+        Sink::Srt(url) => format!("{h264} ! mpegtsmux alignment=7 ! srtsink uri=\"{url}\""),
+    })
+}
+
+/// The description of a live run: `--pipeline` (named or a file) if given, else source + sink.
+fn description(
+    opts: &LiveOptions,
+    pipeline: Option<&str>,
+    tmp: Option<&PathBuf>,
+) -> Result<String, VideoError> {
+    let (w, h) = opts.size.unwrap_or((640, 480));
+    if let Some(name) = pipeline {
+        let device = match &opts.source {
+            Source::Webcam(dev) => dev.clone(),
+            _ => "/dev/video0".into(),
+        };
+        let location = match &opts.sink {
+            Sink::Rtmp(url) | Sink::Srt(url) => url.clone(),
+            _ => String::new(),
+        };
+        let output_device = match &opts.sink {
+            Sink::V4l2(dev) => dev.clone(),
+            _ => "/dev/video10".into(),
+        };
+        return fill(
+            &template(name)?,
+            &[
+                ("device", device),
+                ("width", w.to_string()),
+                ("height", h.to_string()),
+                ("fps", opts.fps.to_string()),
+                ("location", location),
+                ("output_device", output_device),
+            ],
+        );
+    }
+    // Non-live sources (files, streams) play at their own pace: the appsink syncs to the clock.
+    let sync = matches!(opts.source, Source::Uri(_));
+    Ok(format!(
+        "{} ! videoconvert ! video/x-raw,format=RGB ! appsink name=frames sync={sync} max-buffers=1 drop=true\n\
+         appsrc name=styled format=time is-live=true ! queue leaky=downstream max-size-buffers=2 ! {}",
+        source_fragment(&opts.source, opts.size, opts.fps),
+        sink_fragment(&opts.sink, tmp)?
+    ))
+}
+
+/// Runs live until `interrupt`, the duration, or the end of the source. `report` receives the stats
+/// about once a second.
+pub fn run(
+    opts: &LiveOptions,
+    pipeline_name: Option<&str>,
+    stylizer: Box<dyn Stylizer>,
+    report: &dyn Fn(&LiveStats),
+    interrupt: &AtomicBool,
+) -> Result<LiveStats, VideoError> {
+    let final_path = match &opts.sink {
+        Sink::File(path) => {
+            if !opts.overwrite && path.exists() {
+                return Err(VideoError::Exists { path: path.clone() });
+            }
+            Some(path.clone())
+        }
+        Sink::Rtmp(_) => {
+            require("rtmp2sink")?;
+            None
+        }
+        Sink::Srt(_) => {
+            require("srtsink")?;
+            None
+        }
+        _ => None,
+    };
+    let tmp = final_path.as_deref().map(crate::output::temp_sibling);
+    let pipeline = launch(&description(opts, pipeline_name, tmp.as_ref())?)?;
+    let result = drive(&pipeline, opts, stylizer, report, interrupt);
+    let _ = pipeline.set_state(gst::State::Null);
+    match (result, final_path, tmp) {
+        (Ok(stats), Some(path), Some(tmp)) => {
+            std::fs::rename(&tmp, &path).map_err(|e| VideoError::Output { path, reason: e.to_string() })?;
+            Ok(stats)
+        }
+        (Err(e), _, Some(tmp)) => {
+            let _ = std::fs::remove_file(tmp);
+            Err(e)
+        }
+        (result, _, _) => result,
+    }
+}
+
+fn drive(
+    pipeline: &gst::Pipeline,
+    opts: &LiveOptions,
+    stylizer: Box<dyn Stylizer>,
+    report: &dyn Fn(&LiveStats),
+    interrupt: &AtomicBool,
+) -> Result<LiveStats, VideoError> {
+    let appsink = app_element::<gst_app::AppSink>(pipeline, "frames")?;
+    let appsrc = app_element::<gst_app::AppSrc>(pipeline, "styled")?;
+    // Every buffer reaching the appsink counts as produced; those never pulled were dropped.
+    let produced = Arc::new(AtomicU64::new(0));
+    let counter = produced.clone();
+    appsink.static_pad("sink").expect("appsink has a sink pad").add_probe(
+        gst::PadProbeType::BUFFER,
+        move |_, _| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            gst::PadProbeReturn::Ok
+        },
+    );
+
+    let stats = Arc::new(Stats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let pull = puller(appsink.clone(), stop.clone());
+    let push_src = appsrc.clone();
+    let mut caps_set = false;
+    let push = Box::new(move |frame: Frame| {
+        if !caps_set {
+            push_src.set_caps(Some(&super::frame::rgb_caps(frame.width, frame.height, None)));
+            caps_set = true;
+        }
+        match push_src.push_buffer(frame.to_buffer()?) {
+            // Flushing/Eos: the run is ending and the sink no longer takes frames.
+            Ok(_) | Err(gst::FlowError::Flushing | gst::FlowError::Eos) => Ok(()),
+            Err(e) => Err(VideoError::Element {
+                element: "styled".into(),
+                message: format!("sink refused a frame: {e:?}"),
+            }),
+        }
+    });
+    let finish = Box::new(move || {
+        let _ = appsrc.end_of_stream();
+    });
+    let restyle = opts.watch_style.clone().map(|path| watch_style(path, opts.style_size, stop.clone()));
+
+    pipeline.set_state(gst::State::Playing).map_err(|_| startup_error(pipeline))?;
+    let started = Instant::now();
+    let post = Consistency::new(&opts.consistency)?;
+    let monitor = post.as_ref().and_then(Consistency::monitor);
+    let stages = Stages::spawn(pull, stylizer, restyle, post, push, finish, stats.clone(), stop.clone());
+    let snapshot = || {
+        let frames_in = produced.load(Ordering::Relaxed);
+        let pulled = stats.frames_in.load(Ordering::Relaxed);
+        let (latency_p50, latency_p95) = stats.latency_percentiles().unwrap_or((0.0, 0.0));
+        LiveStats {
+            seconds: started.elapsed().as_secs_f64(),
+            frames_in,
+            frames_out: stats.frames_out.load(Ordering::Relaxed),
+            // One frame may be waiting in the appsink: not dropped yet.
+            dropped: frames_in.saturating_sub(pulled + 1),
+            latency_p50,
+            latency_p95,
+            e_warp: reading(&monitor).and_then(|r| r.rolling_e_warp_stylised.zip(r.rolling_e_warp_source)),
+        }
+    };
+    let bus = pipeline.bus().expect("a pipeline has a bus");
+    let mut last_report = Instant::now();
+    let mut ending_since: Option<Instant> = None;
+    let outcome = loop {
+        if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) {
+            match msg.view() {
+                gst::MessageView::Eos(_) => break Ok(()),
+                gst::MessageView::Error(err) => break Err(element_error(&msg, err)),
+                _ => {}
+            }
+        }
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            report(&snapshot());
+            last_report = Instant::now();
+        }
+        let timed_out = opts.duration.is_some_and(|d| started.elapsed() >= d);
+        if stages.failed() {
+            break Ok(());
+        }
+        if interrupt.load(Ordering::Relaxed) || timed_out {
+            stop.store(true, Ordering::Relaxed);
+            // End-of-stream into the sources (the live source and our appsrc), so every sink, the file
+            // muxer included, finishes; a sink that does not within 5 s is abandoned.
+            let since = *ending_since.get_or_insert_with(|| {
+                pipeline.send_event(gst::event::Eos::new());
+                Instant::now()
+            });
+            if since.elapsed() > Duration::from_secs(5) {
+                break Ok(());
+            }
+        }
+    };
+    stop.store(true, Ordering::Relaxed);
+    let stats_now = snapshot();
+    let _ = pipeline.set_state(gst::State::Null);
+    let staged = stages.join();
+    outcome?;
+    staged?;
+    Ok(stats_now)
+}
+
+/// Polls the style file's modification time; each change sends the reloaded image to the stylise stage.
+fn watch_style(path: PathBuf, style_size: u32, stop: Arc<AtomicBool>) -> crossbeam_channel::Receiver<Tensor> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    std::thread::spawn(move || {
+        let mut seen: Option<SystemTime> = modified(&path);
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(300));
+            let now = modified(&path);
+            if now.is_some() && now != seen {
+                seen = now;
+                match crate::image_io::read_picture(&path, Some(style_size), &Device::Cpu) {
+                    Ok(picture) => {
+                        tracing::info!("style changed: {}", path.display());
+                        let _ = tx.try_send(picture.rgb);
+                    }
+                    Err(e) => tracing::warn!("keeping the previous style: {e}"),
+                }
+            }
+        }
+    });
+    rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_and_sinks_parse() {
+        assert_eq!("webcam:/dev/video2".parse::<Source>().unwrap(), Source::Webcam("/dev/video2".into()));
+        assert_eq!("test".parse::<Source>().unwrap(), Source::Test);
+        assert!(matches!("rtsp://cam/1".parse::<Source>().unwrap(), Source::Uri(u) if u == "rtsp://cam/1"));
+        assert_eq!("v4l2:/dev/video10".parse::<Sink>().unwrap(), Sink::V4l2("/dev/video10".into()));
+        assert_eq!("srt://127.0.0.1:9000".parse::<Sink>().unwrap(), Sink::Srt("srt://127.0.0.1:9000".into()));
+        assert!("ftp://x".parse::<Sink>().is_err());
+    }
+}

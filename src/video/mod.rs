@@ -6,11 +6,13 @@
 //! - [`batch`]: many files to a folder, resumable.
 //! - [`live`]: cameras and network streams, never blocking the source on the model.
 pub mod batch;
+pub mod consistency;
 pub mod file;
 pub mod frame;
 pub mod live;
 pub mod pipeline;
 pub mod probe;
+pub mod reader;
 mod stages;
 pub mod stylizer;
 
@@ -40,6 +42,8 @@ pub enum VideoError {
     Element { element: String, message: String },
     #[error("model: {0}")]
     Model(#[from] candle_core::Error),
+    #[error("temporal consistency: {0}")]
+    Temporal(#[from] crate::temporal::TemporalError),
 }
 
 fn package_hint(package: &Option<&'static str>) -> String {

@@ -102,6 +102,36 @@ pub fn source_name(msg: &gst::MessageRef) -> String {
     msg.src().map(|s| s.name().to_string()).unwrap_or_else(|| "?".into())
 }
 
+/// The app element called `name` (appsink "frames" or appsrc "styled") of a description.
+pub fn app_element<T: IsA<gst::Element>>(pipeline: &gst::Pipeline, name: &str) -> Result<T, VideoError> {
+    pipeline
+        .by_name(name)
+        .and_then(|e| e.downcast::<T>().ok())
+        .ok_or_else(|| VideoError::Pipeline(format!("the description has no {name} app element")))
+}
+
+/// An error message from the bus as a [`VideoError`] naming the element it came from.
+pub fn element_error(msg: &gst::Message, err: &gst::message::Error) -> VideoError {
+    let debug = err.debug().map(|d| d.to_string()).unwrap_or_default();
+    // GStreamer's debug strings are multi-line source locations; the first line says enough.
+    let detail = debug.lines().last().unwrap_or_default();
+    let message =
+        if detail.is_empty() { err.error().to_string() } else { format!("{} ({detail})", err.error()) };
+    VideoError::Element { element: source_name(msg), message }
+}
+
+/// The error that made a state change fail, read from the bus.
+pub fn startup_error(pipeline: &gst::Pipeline) -> VideoError {
+    let bus = pipeline.bus().expect("a pipeline has a bus");
+    while let Some(msg) = bus.timed_pop_filtered(gst::ClockTime::from_seconds(1), &[gst::MessageType::Error])
+    {
+        if let gst::MessageView::Error(err) = msg.view() {
+            return element_error(&msg, err);
+        }
+    }
+    VideoError::Pipeline("the pipeline refused to start".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,8 @@ use std::thread::JoinHandle;
 
 use candle_core::{Device, Tensor};
 use crossbeam_channel::{bounded, Receiver};
+use gstreamer as gst;
+use gstreamer_app as gst_app;
 
 use super::{Frame, Stylizer, VideoError};
 
@@ -52,6 +54,26 @@ pub type Pull = Box<dyn FnMut() -> Option<Result<Frame, VideoError>> + Send>;
 pub type Push = Box<dyn FnMut(Frame) -> Result<(), VideoError> + Send>;
 /// Called once after the last frame was pushed (to send end-of-stream).
 pub type Finish = Box<dyn FnOnce() + Send>;
+/// Applied to every stylised frame with its source frame, in the post-process stage.
+pub type Post = super::consistency::Consistency;
+
+/// Pulls frames from an appsink until end-of-stream or `stop`, checking `stop` every 100 ms.
+pub fn puller(appsink: gst_app::AppSink, stop: Arc<AtomicBool>) -> Pull {
+    let mut index = 0;
+    Box::new(move || loop {
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        match appsink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
+            Some(sample) => {
+                index += 1;
+                return Some(Frame::from_sample(&sample, index - 1));
+            }
+            None if appsink.is_eos() => return None,
+            None => continue,
+        }
+    })
+}
 
 /// The running stages.
 pub struct Stages {
@@ -60,12 +82,14 @@ pub struct Stages {
 }
 
 impl Stages {
-    /// Starts the graph. `stop` ends it early (the puller stops, everything pulled is still pushed);
+    /// Starts the graph. `post` (stabiliser, monitor) runs on each stylised frame; `stop` ends it early
+    /// (the puller stops, queued frames are dropped, the frame in the model is still pushed);
     /// `restyle` delivers new style images, applied between two frames.
     pub fn spawn(
         mut pull: Pull,
         mut stylizer: Box<dyn Stylizer>,
         restyle: Option<Receiver<Tensor>>,
+        mut post: Option<Post>,
         mut push: Push,
         finish: Finish,
         stats: Arc<Stats>,
@@ -86,6 +110,7 @@ impl Stages {
         };
 
         let in_stats = stats.clone();
+        let model_stop = stop.clone();
         threads.push(spawn(
             "decode",
             Box::new(move || {
@@ -116,6 +141,10 @@ impl Stages {
             "stylise",
             Box::new(move || {
                 for (frame, tensor) in input_rx {
+                    // Once stopped, frames still queued are dropped: only the one in the model finishes.
+                    if model_stop.load(Ordering::Relaxed) {
+                        continue;
+                    }
                     if let Some(style) = restyle.as_ref().and_then(|r| r.try_iter().last()) {
                         stylizer.set_style(&style)?;
                     }
@@ -133,7 +162,12 @@ impl Stages {
             Box::new(move || {
                 for (frame, tensor) in styled_rx {
                     let _span = tracing::trace_span!("post-process", frame = frame.index).entered();
-                    if out_tx.send(frame.with_pixels(&tensor)?).is_err() {
+                    let styled = frame.with_pixels(&tensor)?;
+                    let styled = match post.as_mut() {
+                        Some(post) => post.apply(&frame, styled)?,
+                        None => styled,
+                    };
+                    if out_tx.send(styled).is_err() {
                         break;
                     }
                 }

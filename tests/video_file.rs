@@ -1,0 +1,238 @@
+//! The `video` command end to end on clips generated with videotestsrc + audiotestsrc; what GStreamer
+//! wrote is checked with a second, independent decoder (FFmpeg through ffmpeg-next).
+#![cfg(feature = "media")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use ffmpeg_next as ffmpeg;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+
+/// Renders a test clip: `frames` frames of `w x h` at `fps`, with an AAC track unless `audio` is false.
+fn make_clip(path: &Path, w: u32, h: u32, fps: u32, frames: u32, audio: bool) {
+    gst::init().unwrap();
+    let mux = if path.extension().unwrap() == "mkv" { "matroskamux" } else { "mp4mux" };
+    let audio_branch = if audio {
+        let seconds = frames as f64 / fps as f64;
+        format!("audiotestsrc num-buffers={} samplesperbuffer=1024 ! audio/x-raw,rate=48000 ! avenc_aac ! aacparse ! m.", (seconds * 48000.0 / 1024.0).ceil())
+    } else {
+        String::new()
+    };
+    let desc = format!(
+        "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,width={w},height={h},framerate={fps}/1 ! \
+         videoconvert ! video/x-raw,format=I420 ! x264enc speed-preset=ultrafast ! h264parse ! {mux} name=m ! \
+         filesink location={} {audio_branch}",
+        path.display()
+    );
+    let pipeline = gst::parse::launch(&desc).unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    for msg in bus.iter_timed(gst::ClockTime::from_seconds(60)) {
+        match msg.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("making {}: {}", path.display(), e.error()),
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+/// What FFmpeg sees in a file.
+#[derive(Debug)]
+struct Probe {
+    width: u32,
+    height: u32,
+    /// Presentation times of the decoded frames in seconds, in presentation order.
+    pts: Vec<f64>,
+    duration: f64,
+    has_audio: bool,
+}
+
+fn ffprobe(path: &Path) -> Probe {
+    ffmpeg::init().unwrap();
+    let mut input = ffmpeg::format::input(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let has_audio = input.streams().best(ffmpeg::media::Type::Audio).is_some();
+    let stream = input.streams().best(ffmpeg::media::Type::Video).expect("a video stream");
+    let (index, tb) = (stream.index(), stream.time_base());
+    let context = ffmpeg::codec::context::Context::from_parameters(stream.parameters()).unwrap();
+    let mut decoder = context.decoder().video().unwrap();
+    let mut pts = Vec::new();
+    let mut frame = ffmpeg::frame::Video::empty();
+    let seconds = |t: i64| t as f64 * tb.numerator() as f64 / tb.denominator() as f64;
+    for (s, packet) in input.packets() {
+        if s.index() == index {
+            decoder.send_packet(&packet).unwrap();
+            while decoder.receive_frame(&mut frame).is_ok() {
+                pts.push(seconds(frame.timestamp().or(frame.pts()).unwrap()));
+            }
+        }
+    }
+    decoder.send_eof().unwrap();
+    while decoder.receive_frame(&mut frame).is_ok() {
+        pts.push(seconds(frame.timestamp().or(frame.pts()).unwrap()));
+    }
+    pts.sort_by(f64::total_cmp);
+    let duration = input.duration() as f64 / ffmpeg::ffi::AV_TIME_BASE as f64;
+    Probe { width: decoder.width(), height: decoder.height(), pts, duration, has_audio }
+}
+
+fn stylestream(args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stylestream"));
+    cmd.args(args).env_remove("RUST_BACKTRACE").env_remove("RUST_LIB_BACKTRACE");
+    cmd.output().expect("binary runs")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn style_image(dir: &Path) -> PathBuf {
+    let path = dir.join("style.png");
+    image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, ((x + y) * 2) as u8]))
+        .save(&path)
+        .unwrap();
+    path
+}
+
+/// Same frame count, the same PTS sequence frame by frame (relative to the first frame, within 1 ms),
+/// the same duration within one frame, audio present.
+fn assert_same_timing(input: &Probe, output: &Probe, fps: f64) {
+    assert_eq!(output.pts.len(), input.pts.len(), "frame count");
+    let rel = |p: &Probe| p.pts.iter().map(|t| t - p.pts[0]).collect::<Vec<_>>();
+    for (i, (a, b)) in rel(input).iter().zip(rel(output)).enumerate() {
+        assert!((a - b).abs() < 1e-3, "frame {i}: pts {a} in, {b} out");
+    }
+    assert!(
+        (output.duration - input.duration).abs() <= 1.0 / fps + 1e-3,
+        "duration {} vs {}",
+        output.duration,
+        input.duration
+    );
+    assert!(output.has_audio, "audio stream missing");
+}
+
+#[test]
+fn identity_and_stya2k_keep_frames_timestamps_duration_and_audio() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.mp4");
+    make_clip(&input, 320, 240, 30, 60, true);
+    let source = ffprobe(&input);
+    assert_eq!((source.width, source.height, source.pts.len()), (320, 240, 60));
+
+    let out = dir.path().join("identity.mp4");
+    let o = stylestream(&["video", s(&input), "-o", s(&out), "--model", "identity"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let result = ffprobe(&out);
+    assert_eq!((result.width, result.height), (320, 240));
+    assert_same_timing(&source, &result, 30.0);
+
+    // StyA2K (untrained formula weights: the same arithmetic as trained ones) on a shorter clip.
+    let short = dir.path().join("short.mkv");
+    make_clip(&short, 320, 240, 10, 20, true);
+    let style = style_image(dir.path());
+    let out = dir.path().join("stya2k.mkv");
+    let o = stylestream(&["video", s(&short), "-o", s(&out), "--model", "formula:7", "--style", s(&style)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_same_timing(&ffprobe(&short), &ffprobe(&out), 10.0);
+}
+
+#[test]
+fn odd_and_portrait_sizes_come_out_at_their_own_size() {
+    let dir = tempfile::tempdir().unwrap();
+    for (w, h) in [(322, 242), (240, 320)] {
+        let input = dir.path().join(format!("in{w}x{h}.mp4"));
+        make_clip(&input, w, h, 30, 15, false);
+        let out = dir.path().join(format!("out{w}x{h}.mp4"));
+        let o = stylestream(&["video", s(&input), "-o", s(&out), "--model", "identity"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let p = ffprobe(&out);
+        assert_eq!((p.width, p.height, p.pts.len()), (w, h, 15));
+        assert!(!p.has_audio);
+    }
+}
+
+#[test]
+fn sigint_leaves_a_playable_file_and_no_temp_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("long.mp4");
+    make_clip(&input, 320, 240, 30, 300, true);
+    let style = style_image(dir.path());
+    let out = dir.path().join("cut.mp4");
+    // StyA2K on the CPU runs at a few frames per second: the interrupt lands mid-file.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stylestream"))
+        .args(["video", s(&input), "-o", s(&out), "--model", "formula:7", "--style", s(&style)])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(8));
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "an interrupted run finishes the file and exits 0");
+    let p = ffprobe(&out);
+    assert!(!p.pts.is_empty() && p.pts.len() < 300, "{} frames", p.pts.len());
+    assert!(p.has_audio);
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!names.iter().any(|n| n.to_string_lossy().ends_with(".tmp")), "{names:?}");
+}
+
+fn assert_clean_failure(o: &Output, mentions: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "expected failure: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line expected: {err}");
+    assert!(err.contains(mentions) && !err.contains("panicked"), "should name {mentions}: {err}");
+}
+
+#[test]
+fn bad_inputs_and_outputs_fail_cleanly_without_partial_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.mp4");
+    make_clip(&good, 160, 120, 30, 30, true);
+    let bytes = std::fs::read(&good).unwrap();
+    let truncated = dir.path().join("truncated.mp4");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    let text = dir.path().join("notes.mp4");
+    std::fs::write(&text, "not a video at all\n".repeat(100)).unwrap();
+    let picture = dir.path().join("still.png");
+    image::RgbImage::new(16, 16).save(&picture).unwrap();
+    let out = dir.path().join("out.mp4");
+    for bad in [&truncated, &text, &dir.path().join("missing.mp4"), &picture] {
+        let o = stylestream(&["video", s(bad), "-o", s(&out), "--model", "identity"]);
+        assert_clean_failure(&o, bad.file_name().unwrap().to_str().unwrap());
+        assert!(!out.exists(), "{}: partial output left", bad.display());
+    }
+    let unwritable = dir.path().join("no-such-dir").join("out.mp4");
+    let o = stylestream(&["video", s(&good), "-o", s(&unwritable), "--model", "identity"]);
+    assert_clean_failure(&o, "out.mp4");
+    let o = stylestream(&["video", s(&good), "-o", s(&dir.path().join("out.avi")), "--model", "identity"]);
+    assert_clean_failure(&o, "out.avi");
+    std::fs::write(&out, b"precious").unwrap();
+    let o = stylestream(&["video", s(&good), "-o", s(&out), "--model", "identity"]);
+    assert_clean_failure(&o, "out.mp4");
+    assert_eq!(std::fs::read(&out).unwrap(), b"precious");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!leftovers.iter().any(|n| n.to_string_lossy().ends_with(".tmp")), "{leftovers:?}");
+}
+
+#[test]
+fn batch_continues_past_a_bad_file_reports_it_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir(&inputs).unwrap();
+    make_clip(&inputs.join("a.mp4"), 160, 120, 30, 10, true);
+    make_clip(&inputs.join("c.mkv"), 128, 96, 30, 10, false);
+    std::fs::write(inputs.join("b.mp4"), b"broken").unwrap();
+    let outputs = dir.path().join("out");
+    let o = stylestream(&["video", s(&inputs), "-o", s(&outputs), "--model", "identity"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("b.mp4"), "{err}");
+    assert_eq!(ffprobe(&outputs.join("a.mp4")).pts.len(), 10);
+    assert_eq!(ffprobe(&outputs.join("c.mp4")).pts.len(), 10);
+    assert!(!outputs.join("b.mp4").exists());
+    let before = std::fs::metadata(outputs.join("a.mp4")).unwrap().modified().unwrap();
+    std::fs::remove_file(inputs.join("b.mp4")).unwrap();
+    let o = stylestream(&["video", s(&inputs), "-o", s(&outputs), "--model", "identity"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("2 skipped"), "{err}");
+    assert_eq!(std::fs::metadata(outputs.join("a.mp4")).unwrap().modified().unwrap(), before);
+}

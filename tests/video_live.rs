@@ -1,0 +1,68 @@
+//! Live mode with a source faster than the model: the source never waits, latency stays bounded,
+//! drops are counted and memory stays flat.
+#![cfg(feature = "media")]
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use candle_core::{Result, Tensor};
+use stylestream::video::live::{self, LiveOptions, LiveStats, Sink, Source};
+use stylestream::video::Stylizer;
+
+/// An identity model that takes 50 ms a frame: at most 20 fps against a 60 fps source.
+struct Slow;
+
+impl Stylizer for Slow {
+    fn stylize(&mut self, frame: &Tensor) -> Result<Tensor> {
+        std::thread::sleep(Duration::from_millis(50));
+        Ok(frame.clone())
+    }
+    fn set_style(&mut self, _: &Tensor) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Resident set size of this process in bytes.
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    statm.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 4096
+}
+
+#[test]
+fn a_slow_model_drops_frames_keeps_latency_bounded_and_memory_flat() {
+    stylestream::video::init().unwrap();
+    let seconds = 60;
+    let opts = LiveOptions {
+        source: Source::Test,
+        sink: Sink::Null,
+        size: Some((320, 240)),
+        fps: 60,
+        duration: Some(Duration::from_secs(seconds)),
+        watch_style: None,
+        style_size: 512,
+        overwrite: false,
+        consistency: Default::default(),
+    };
+    let samples = Mutex::new(Vec::<(LiveStats, u64)>::new());
+    let stats = live::run(
+        &opts,
+        None,
+        Box::new(Slow),
+        &|s| samples.lock().unwrap().push((*s, rss())),
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    println!("{stats}");
+    let samples = samples.into_inner().unwrap();
+    assert!(stats.frames_in as f64 > 0.9 * 60.0 * seconds as f64, "the source ran at its own rate: {stats}");
+    let out_fps = stats.frames_out as f64 / stats.seconds;
+    assert!((10.0..=21.0).contains(&out_fps), "the model's pace: {stats}");
+    assert!(stats.dropped as f64 > 0.5 * stats.frames_in as f64, "drops counted: {stats}");
+    assert!(stats.latency_p95 < 0.25, "latency bounded to about one model step: {stats}");
+    // Memory after warm-up (10 s) against the end: flat within 20 MB.
+    let warm = samples.iter().find(|(s, _)| s.seconds >= 10.0).unwrap().1;
+    let end = samples.last().unwrap().1;
+    println!("rss at 10 s {} MB, at end {} MB", warm >> 20, end >> 20);
+    assert!(end < warm + (20 << 20), "memory grew from {warm} to {end} bytes");
+}
