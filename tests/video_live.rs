@@ -66,3 +66,46 @@ fn a_slow_model_drops_frames_keeps_latency_bounded_and_memory_flat() {
     println!("rss at 10 s {} MB, at end {} MB", warm >> 20, end >> 20);
     assert!(end < warm + (20 << 20), "memory grew from {warm} to {end} bytes");
 }
+
+/// Counts style changes; otherwise the identity.
+struct Restyled(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Stylizer for Restyled {
+    fn stylize(&mut self, frame: &Tensor) -> Result<Tensor> {
+        Ok(frame.clone())
+    }
+    fn set_style(&mut self, style: &Tensor) -> Result<()> {
+        assert_eq!(style.dims(), &[1, 3, 20, 30], "the rewritten style image arrives");
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[test]
+fn rewriting_the_style_file_switches_the_style_without_restarting() {
+    stylestream::video::init().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let style = dir.path().join("style.png");
+    image::RgbImage::new(16, 16).save(&style).unwrap();
+    let opts = LiveOptions {
+        source: Source::Test,
+        sink: Sink::Null,
+        size: Some((160, 120)),
+        fps: 30,
+        duration: Some(Duration::from_secs(4)),
+        watch_style: Some(style.clone()),
+        style_size: 512,
+        overwrite: false,
+        consistency: Default::default(),
+    };
+    let changes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        image::RgbImage::from_pixel(30, 20, image::Rgb([200, 10, 10])).save(&style).unwrap();
+    });
+    let stats = live::run(&opts, None, Box::new(Restyled(changes.clone())), &|_| {}, &AtomicBool::new(false))
+        .unwrap();
+    writer.join().unwrap();
+    assert_eq!(changes.load(std::sync::atomic::Ordering::SeqCst), 1, "{stats}");
+    assert!(stats.frames_out > 60, "frames kept flowing: {stats}");
+}

@@ -261,7 +261,7 @@ fn drive(
     let started = Instant::now();
     pipeline.set_state(gst::State::Playing).map_err(|_| startup_error(pipeline))?;
     let monitor = post.as_ref().and_then(Consistency::monitor);
-    let stages = Stages::spawn(pull, stylizer, None, post, push, finish, stats.clone(), stop.clone());
+    let stages = Stages::spawn(pull, stylizer, None, post, push, finish, stats.clone(), stop.clone(), false);
     let bus = pipeline.bus().expect("a pipeline has a bus");
     let written = file_complete(pipeline);
     let mut audio_ended = false;

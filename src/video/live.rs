@@ -148,6 +148,9 @@ fn source_fragment(source: &Source, size: Option<(u32, u32)>, fps: u32) -> Strin
     }
 }
 
+/// The output side after the appsrc. Every sink is kept out of prerolling (`async=false`, or
+/// `async-handling` for the auto-plugging bin): frames only reach it once the pipeline plays, so a
+/// sink waiting for its first frame before letting the pipeline play would wait forever.
 fn sink_fragment(sink: &Sink, tmp: Option<&PathBuf>) -> Result<String, VideoError> {
     let h264 = "videoconvert ! video/x-raw,format=I420 ! x264enc tune=zerolatency speed-preset=veryfast key-int-max=30 ! h264parse config-interval=-1";
     Ok(match sink {
@@ -157,9 +160,9 @@ fn sink_fragment(sink: &Sink, tmp: Option<&PathBuf>) -> Result<String, VideoErro
                     "--sink display needs a display (DISPLAY or WAYLAND_DISPLAY is unset)".into(),
                 ));
             }
-            "videoconvert ! autovideosink sync=false".into()
+            "videoconvert ! autovideosink sync=false async-handling=true".into()
         }
-        Sink::Null => "fakesink sync=false".into(),
+        Sink::Null => "fakesink sync=false async=false".into(),
         Sink::File(_) => {
             let tmp = tmp.expect("a file sink has a temporary path");
             format!(
@@ -168,10 +171,14 @@ fn sink_fragment(sink: &Sink, tmp: Option<&PathBuf>) -> Result<String, VideoErro
             )
         }
         Sink::V4l2(dev) => {
-            format!("videoconvert ! video/x-raw,format=YUY2 ! v4l2sink device=\"{dev}\" sync=false")
+            format!(
+                "videoconvert ! video/x-raw,format=YUY2 ! v4l2sink device=\"{dev}\" sync=false async=false"
+            )
         }
-        Sink::Rtmp(url) => format!("{h264} ! flvmux streamable=true ! rtmp2sink location=\"{url}\""),
-        Sink::Srt(url) => format!("{h264} ! mpegtsmux alignment=7 ! srtsink uri=\"{url}\""),
+        Sink::Rtmp(url) => {
+            format!("{h264} ! flvmux streamable=true ! rtmp2sink async=false location=\"{url}\"")
+        }
+        Sink::Srt(url) => format!("{h264} ! mpegtsmux alignment=7 ! srtsink async=false uri=\"{url}\""),
     })
 }
 
@@ -308,7 +315,8 @@ fn drive(
     let started = Instant::now();
     let post = Consistency::new(&opts.consistency)?;
     let monitor = post.as_ref().and_then(Consistency::monitor);
-    let stages = Stages::spawn(pull, stylizer, restyle, post, push, finish, stats.clone(), stop.clone());
+    let stages =
+        Stages::spawn(pull, stylizer, restyle, post, push, finish, stats.clone(), stop.clone(), true);
     let snapshot = || {
         let frames_in = produced.load(Ordering::Relaxed);
         let pulled = stats.frames_in.load(Ordering::Relaxed);
@@ -318,7 +326,7 @@ fn drive(
             frames_in,
             frames_out: stats.frames_out.load(Ordering::Relaxed),
             // One frame may be waiting in the appsink: not dropped yet.
-            dropped: frames_in.saturating_sub(pulled + 1),
+            dropped: frames_in.saturating_sub(pulled + 1) + stats.skipped.load(Ordering::Relaxed),
             latency_p50,
             latency_p95,
             e_warp: reading(&monitor).and_then(|r| r.rolling_e_warp_stylised.zip(r.rolling_e_warp_source)),

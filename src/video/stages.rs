@@ -22,6 +22,8 @@ const LATENCY_WINDOW: usize = 256;
 pub struct Stats {
     pub frames_in: AtomicU64,
     pub frames_out: AtomicU64,
+    /// Frames skipped inside the graph because a newer one was waiting (newest-only mode).
+    pub skipped: AtomicU64,
     /// Source-to-sink latency of the most recent frames, seconds.
     latencies: Mutex<Vec<f64>>,
 }
@@ -57,6 +59,15 @@ pub type Finish = Box<dyn FnOnce() + Send>;
 /// Applied to every stylised frame with its source frame, in the post-process stage.
 pub type Post = super::consistency::Consistency;
 
+/// The newest of `item` and whatever waits behind it in `rx`; the older ones count as skipped.
+fn newest<T>(mut item: T, rx: &Receiver<T>, stats: &Stats) -> T {
+    while let Ok(newer) = rx.try_recv() {
+        item = newer;
+        stats.skipped.fetch_add(1, Ordering::Relaxed);
+    }
+    item
+}
+
 /// Pulls frames from an appsink until end-of-stream or `stop`, checking `stop` every 100 ms.
 pub fn puller(appsink: gst_app::AppSink, stop: Arc<AtomicBool>) -> Pull {
     let mut index = 0;
@@ -84,7 +95,9 @@ pub struct Stages {
 impl Stages {
     /// Starts the graph. `post` (stabiliser, monitor) runs on each stylised frame; `stop` ends it early
     /// (the puller stops, queued frames are dropped, the frame in the model is still pushed);
-    /// `restyle` delivers new style images, applied between two frames.
+    /// `restyle` delivers new style images, applied between two frames. With `newest_only` (live
+    /// sources) the pre-process and stylise stages skip to the newest waiting frame, so latency stays
+    /// about one model step instead of growing with the queues.
     pub fn spawn(
         mut pull: Pull,
         mut stylizer: Box<dyn Stylizer>,
@@ -94,6 +107,7 @@ impl Stages {
         finish: Finish,
         stats: Arc<Stats>,
         stop: Arc<AtomicBool>,
+        newest_only: bool,
     ) -> Self {
         let (decoded_tx, decoded_rx) = bounded::<Frame>(CHANNEL_DEPTH);
         let (input_tx, input_rx) = bounded::<(Frame, Tensor)>(CHANNEL_DEPTH);
@@ -110,6 +124,8 @@ impl Stages {
         };
 
         let in_stats = stats.clone();
+        let pre_stats = stats.clone();
+        let model_stats = stats.clone();
         let model_stop = stop.clone();
         threads.push(spawn(
             "decode",
@@ -127,7 +143,8 @@ impl Stages {
         threads.push(spawn(
             "pre-process",
             Box::new(move || {
-                for frame in decoded_rx {
+                for frame in decoded_rx.iter() {
+                    let frame = if newest_only { newest(frame, &decoded_rx, &pre_stats) } else { frame };
                     let _span = tracing::trace_span!("pre-process", frame = frame.index).entered();
                     let tensor = frame.to_tensor(&Device::Cpu)?;
                     if input_tx.send((frame, tensor)).is_err() {
@@ -140,7 +157,9 @@ impl Stages {
         threads.push(spawn(
             "stylise",
             Box::new(move || {
-                for (frame, tensor) in input_rx {
+                for item in input_rx.iter() {
+                    let (frame, tensor) =
+                        if newest_only { newest(item, &input_rx, &model_stats) } else { item };
                     // Once stopped, frames still queued are dropped: only the one in the model finishes.
                     if model_stop.load(Ordering::Relaxed) {
                         continue;
