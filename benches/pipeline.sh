@@ -30,8 +30,8 @@ style="$work/style.png"
 cp tests/fixtures/images/hubble_deep_field.jpg "$work/style.jpg"
 clip io256 256 256 300
 clip io512 512 512 300
-clip m256 256 256 10
-clip m512 512 512 5
+clip m256 256 256 6
+clip m512 512 512 3
 median_fps "identity 256x256 (I/O ceiling)" "$work/io256.mp4" --model identity
 median_fps "identity 512x512 (I/O ceiling)" "$work/io512.mp4" --model identity
 median_fps "identity 256x256 + monitor" "$work/io256.mp4" --model identity --monitor

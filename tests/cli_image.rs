@@ -129,3 +129,44 @@ fn bad_model_files_fail_cleanly() {
     assert_clean_failure(&o, "junk.safetensors");
     assert!(!out.exists());
 }
+
+#[test]
+fn import_official_names_the_file_and_tensor_that_do_not_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let a2k = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/official/latest_net_A2K.pth");
+    let out = dir.path().join("bundle.safetensors");
+    // The relu3_1 A2K file in every slot: the VGG slot lacks the encoder's tensors.
+    let o = stylestream(&[
+        "import-official",
+        "--vgg",
+        p(&a2k),
+        "--a2k",
+        p(&a2k),
+        "--transform",
+        p(&a2k),
+        "--decoder",
+        p(&a2k),
+        "-o",
+        p(&out),
+    ]);
+    assert_clean_failure(&o, "latest_net_A2K.pth");
+    assert!(stderr(&o).contains("vgg.0.weight"), "{}", stderr(&o));
+    assert!(!out.exists());
+    let junk = dir.path().join("junk.pth");
+    std::fs::write(&junk, b"PK\x03\x04 not really a zip").unwrap();
+    let o = stylestream(&[
+        "import-official",
+        "--vgg",
+        p(&junk),
+        "--a2k",
+        p(&a2k),
+        "--transform",
+        p(&a2k),
+        "--decoder",
+        p(&a2k),
+        "-o",
+        p(&out),
+    ]);
+    assert_clean_failure(&o, "junk.pth");
+    assert!(!out.exists());
+}

@@ -27,6 +27,7 @@ fn a_slow_worker_never_blocks_the_producer() {
         downscale: 1,
         flow: FlowMethod::Dis(DisPreset::Medium),
         queue: 2,
+        min_interval: Duration::ZERO,
         ..MonitorConfig::default()
     };
     let mut monitor = Monitor::start(config).unwrap();
@@ -62,8 +63,13 @@ fn a_slow_worker_never_blocks_the_producer() {
 fn a_paced_stream_is_fully_measured_with_csv_rows() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("live.csv");
-    let config =
-        MonitorConfig { window: 5, downscale: 2, csv: Some(csv.clone()), ..MonitorConfig::default() };
+    let config = MonitorConfig {
+        window: 5,
+        downscale: 2,
+        csv: Some(csv.clone()),
+        min_interval: Duration::ZERO,
+        ..MonitorConfig::default()
+    };
     let mut monitor = Monitor::start(config).unwrap();
     assert_eq!(monitor.reading().rolling_e_warp_stylised, None);
     let frames = clip(256, 192);
@@ -90,7 +96,27 @@ fn a_paced_stream_is_fully_measured_with_csv_rows() {
 
 #[test]
 fn mismatched_frames_are_errors() {
-    let mut monitor = Monitor::start(MonitorConfig::default()).unwrap();
+    let mut monitor =
+        Monitor::start(MonitorConfig { min_interval: Duration::ZERO, ..MonitorConfig::default() }).unwrap();
     let err = monitor.offer(&Image::zeros(322, 242), &Image::zeros(320, 240), Duration::ZERO).unwrap_err();
     assert_eq!(err.to_string(), "frame 0: stylised 320x240 vs source 322x242");
+}
+
+#[test]
+fn the_minimum_interval_skips_frames_between_consecutive_pairs() {
+    let config = MonitorConfig { min_interval: Duration::from_secs(3600), ..MonitorConfig::default() };
+    let mut monitor = Monitor::start(config).unwrap();
+    let frames = clip(64, 48);
+    // Frame 0 starts a pair and frame 1 completes it; then nothing is wanted for the hour.
+    assert!(monitor.wants());
+    assert!(!monitor.offer(&frames[0].0, &frames[0].1, Duration::ZERO).unwrap());
+    assert!(monitor.wants());
+    assert!(monitor.offer(&frames[1].0, &frames[1].1, Duration::from_millis(40)).unwrap());
+    for _ in 2..10 {
+        assert!(!monitor.wants());
+        monitor.skip();
+    }
+    let reading = monitor.finish().unwrap();
+    assert_eq!(reading.pairs, 1);
+    assert_eq!(reading.last_frame, Some(1));
 }

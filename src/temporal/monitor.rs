@@ -11,7 +11,7 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
@@ -34,11 +34,22 @@ pub struct MonitorConfig {
     pub queue: usize,
     /// If set, one CSV row per measured pair, written as it comes (a live log, not atomic).
     pub csv: Option<PathBuf>,
+    /// At most one pair per this interval: a rolling value needs samples, not every pair, and on a
+    /// small machine measuring every pair would take the cores the video needs. Frames in between
+    /// are skipped before any conversion ([`Monitor::wants`]). Zero measures every pair it can.
+    pub min_interval: Duration,
 }
 
 impl Default for MonitorConfig {
     fn default() -> Self {
-        Self { window: 30, downscale: 4, flow: FlowMethod::Dis(DisPreset::UltraFast), queue: 2, csv: None }
+        Self {
+            window: 30,
+            downscale: 4,
+            flow: FlowMethod::Dis(DisPreset::UltraFast),
+            queue: 2,
+            csv: None,
+            min_interval: Duration::from_millis(100),
+        }
     }
 }
 
@@ -88,6 +99,9 @@ pub struct Monitor {
     previous: Option<(Arc<Image>, Arc<Image>)>,
     frames: u64,
     csv: Option<PathBuf>,
+    min_interval: Duration,
+    /// When the last pair was queued (or dropped).
+    last_pair: Option<Instant>,
 }
 
 impl Monitor {
@@ -135,7 +149,21 @@ impl Monitor {
             previous: None,
             frames: 0,
             csv: config.csv,
+            min_interval: config.min_interval,
+            last_pair: None,
         })
+    }
+
+    /// Whether the next frame is needed: it completes a started pair, or [`MonitorConfig::min_interval`]
+    /// has passed since the last pair. When not, call [`Monitor::skip`] instead of converting it.
+    pub fn wants(&self) -> bool {
+        self.previous.is_some() || self.last_pair.is_none_or(|t| t.elapsed() >= self.min_interval)
+    }
+
+    /// Counts a frame that is not measured (see [`Monitor::wants`]).
+    pub fn skip(&mut self) {
+        self.frames += 1;
+        self.previous = None;
     }
 
     /// Offers the next frame: its source and stylised versions (`[H, W, 3]`, same size) and its pts.
@@ -166,6 +194,11 @@ impl Monitor {
         };
         let pair =
             Pair { frame, pts, source: [prev_source, current.0], stylised: [prev_stylised, current.1] };
+        if !self.min_interval.is_zero() {
+            // The pair is complete: wait for the interval before starting the next one.
+            self.previous = None;
+        }
+        self.last_pair = Some(Instant::now());
         let sender = self.sender.as_ref().ok_or_else(|| TemporalError::Monitor("already stopped".into()))?;
         match sender.try_send(pair) {
             Ok(()) => Ok(true),

@@ -48,10 +48,9 @@ impl Consistency {
     /// (which drops it rather than wait when busy).
     pub fn apply(&mut self, source: &Frame, styled: Frame) -> Result<Frame, VideoError> {
         let to_image = |f: &Frame| Image::from_rgb8(f.width, f.height, f.width * 3, &f.data);
-        let source_image = to_image(source)?;
         let styled = match self.stabilizer.as_mut() {
             Some(stabilizer) => {
-                let out = stabilizer.process(&source_image, &to_image(&styled)?)?;
+                let out = stabilizer.process(&to_image(source)?, &to_image(&styled)?)?;
                 Frame { data: out.frame.to_rgb8(), ..styled }
             }
             None => styled,
@@ -59,7 +58,11 @@ impl Consistency {
         if let Some(monitor) = &self.monitor {
             let pts = Duration::from_nanos(styled.pts.map(|t| t.nseconds()).unwrap_or(0));
             if let Ok(mut m) = monitor.lock() {
-                m.offer(&source_image, &to_image(&styled)?, pts)?;
+                if m.wants() {
+                    m.offer(&to_image(source)?, &to_image(&styled)?, pts)?;
+                } else {
+                    m.skip();
+                }
             }
         }
         Ok(styled)
