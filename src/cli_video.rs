@@ -29,15 +29,11 @@ impl std::str::FromStr for ModelChoice {
     }
 }
 
+/// The model and its style, shared by `video` and `stream`.
 #[derive(Debug, clap::Args)]
-pub struct VideoArgs {
-    /// Input video file(s) or folder(s); more than one file, or a folder, makes a batch.
-    #[arg(required = true)]
-    pub inputs: Vec<PathBuf>,
-    /// Output file (.mp4 or .mkv), or the output folder of a batch.
-    #[arg(short, long)]
-    pub output: PathBuf,
-    /// Style image (not needed with `--model identity`).
+pub struct ModelArgs {
+    /// Style image (not needed with `--model identity`); in `stream`, rewriting the file switches the
+    /// style while running.
     #[arg(long)]
     pub style: Option<PathBuf>,
     /// Model bundle (.safetensors), `formula:SEED` (untrained test weights) or `identity`.
@@ -49,6 +45,43 @@ pub struct VideoArgs {
     /// Scale the style image down so its longer side is at most N pixels.
     #[arg(long, value_name = "N", default_value_t = 512)]
     pub style_size: u32,
+}
+
+/// Temporal-consistency options shared by `video` and `stream`.
+#[derive(Debug, clap::Args)]
+pub struct ConsistencyArgs {
+    /// Stabilise: blend each frame with the flow-warped previous output where the flow is reliable
+    /// (0 = off, up to 1); resets at scene cuts.
+    #[arg(long, value_name = "STRENGTH", default_value_t = 0.0, value_parser = parse_unit)]
+    pub stabilize: f32,
+    /// Measure flicker while running (rolling warping error on a downscaled copy, off the hot path).
+    #[arg(long)]
+    pub monitor: bool,
+    /// Also write the monitor's per-pair measurements to this CSV file.
+    #[arg(long, value_name = "FILE")]
+    pub monitor_csv: Option<PathBuf>,
+}
+
+impl ConsistencyArgs {
+    fn options(&self) -> video::consistency::ConsistencyOptions {
+        video::consistency::ConsistencyOptions {
+            stabilize: self.stabilize,
+            monitor: self.monitor,
+            monitor_csv: self.monitor_csv.clone(),
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VideoArgs {
+    /// Input video file(s) or folder(s); more than one file, or a folder, makes a batch.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Output file (.mp4 or .mkv), or the output folder of a batch.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Scale frames down so the longer side is at most N pixels (aspect kept).
     #[arg(long, value_name = "N", conflicts_with = "size")]
     pub max_side: Option<u32>,
@@ -70,16 +103,8 @@ pub struct VideoArgs {
     /// Replace existing outputs (a batch otherwise skips them, so a re-run resumes).
     #[arg(long)]
     pub overwrite: bool,
-    /// Stabilise: blend each frame with the flow-warped previous output where the flow is reliable
-    /// (0 = off, up to 1); resets at scene cuts.
-    #[arg(long, value_name = "STRENGTH", default_value_t = 0.0, value_parser = parse_unit)]
-    pub stabilize: f32,
-    /// Measure flicker while running (rolling warping error on a downscaled copy, off the hot path).
-    #[arg(long)]
-    pub monitor: bool,
-    /// Also write the monitor's per-pair measurements to this CSV file.
-    #[arg(long, value_name = "FILE")]
-    pub monitor_csv: Option<PathBuf>,
+    #[command(flatten)]
+    pub consistency: ConsistencyArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -95,18 +120,8 @@ pub struct StreamArgs {
     /// `.pipeline` file, instead of --source/--sink.
     #[arg(long, value_name = "NAME|FILE")]
     pub pipeline: Option<String>,
-    /// Style image; rewriting the file switches the style while running.
-    #[arg(long)]
-    pub style: Option<PathBuf>,
-    /// Model bundle (.safetensors), `formula:SEED` (untrained test weights) or `identity`.
-    #[arg(long, value_name = "PATH|formula:SEED|identity")]
-    pub model: ModelChoice,
-    /// Style strength: 0 keeps the content, 1 is the full style.
-    #[arg(long, default_value_t = 1.0)]
-    pub alpha: f64,
-    /// Longer side of the style image after loading.
-    #[arg(long, value_name = "N", default_value_t = 512)]
-    pub style_size: u32,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Frame size asked of the source, WIDTHxHEIGHT.
     #[arg(long, value_name = "WxH", value_parser = parse_size)]
     pub size: Option<(u32, u32)>,
@@ -119,16 +134,8 @@ pub struct StreamArgs {
     /// Replace the output file of `--sink file:PATH` if it exists.
     #[arg(long)]
     pub overwrite: bool,
-    /// Stabilise: blend each frame with the flow-warped previous output where the flow is reliable
-    /// (0 = off, up to 1); resets at scene cuts.
-    #[arg(long, value_name = "STRENGTH", default_value_t = 0.0, value_parser = parse_unit)]
-    pub stabilize: f32,
-    /// Measure flicker while running (rolling warping error on a downscaled copy, off the hot path).
-    #[arg(long)]
-    pub monitor: bool,
-    /// Also write the monitor's per-pair measurements to this CSV file.
-    #[arg(long, value_name = "FILE")]
-    pub monitor_csv: Option<PathBuf>,
+    #[command(flatten)]
+    pub consistency: ConsistencyArgs,
 }
 
 fn parse_unit(s: &str) -> Result<f32, String> {
@@ -168,13 +175,9 @@ fn interrupt_flag() -> &'static AtomicBool {
 }
 
 /// Builds the model once; the returned closure hands out a stylizer per file (clones share weights).
-fn stylizer_factory(
-    model: &ModelChoice,
-    style: Option<&PathBuf>,
-    alpha: f64,
-    style_size: u32,
-) -> Result<Box<dyn Fn() -> Box<dyn Stylizer>>> {
-    match model {
+fn stylizer_factory(args: &ModelArgs) -> Result<Box<dyn Fn() -> Box<dyn Stylizer>>> {
+    let (style, alpha, style_size) = (args.style.as_ref(), args.alpha, args.style_size);
+    match &args.model {
         ModelChoice::Identity => Ok(Box::new(|| Box::new(Identity) as Box<dyn Stylizer>)),
         ModelChoice::StyA2K(source) => {
             let style_path = style.context("--style is needed with this model")?;
@@ -210,14 +213,10 @@ pub fn video(args: VideoArgs) -> Result<()> {
         },
         encoding: file::Encoding { crf: args.crf, bitrate: args.bitrate, preset: args.preset.clone() },
         overwrite: args.overwrite,
-        consistency: video::consistency::ConsistencyOptions {
-            stabilize: args.stabilize,
-            monitor: args.monitor,
-            monitor_csv: args.monitor_csv.clone(),
-        },
+        consistency: args.consistency.options(),
     };
     let is_batch = args.inputs.len() > 1 || args.inputs[0].is_dir() || args.output.is_dir();
-    let make = stylizer_factory(&args.model, args.style.as_ref(), args.alpha, args.style_size)?;
+    let make = stylizer_factory(&args.model)?;
     let interrupt = interrupt_flag();
     if !is_batch {
         let job = file::FileJob { input: args.inputs[0].clone(), output: args.output.clone(), ..template };
@@ -274,21 +273,17 @@ pub fn video(args: VideoArgs) -> Result<()> {
 
 pub fn stream(args: StreamArgs) -> Result<()> {
     video::init()?;
-    let make = stylizer_factory(&args.model, args.style.as_ref(), args.alpha, args.style_size)?;
+    let make = stylizer_factory(&args.model)?;
     let opts = live::LiveOptions {
         source: args.source,
         sink: args.sink,
         size: args.size,
         fps: args.fps,
         duration: args.duration.map(std::time::Duration::from_secs_f64),
-        watch_style: args.style.clone(),
-        style_size: args.style_size,
+        watch_style: args.model.style.clone(),
+        style_size: args.model.style_size,
         overwrite: args.overwrite,
-        consistency: video::consistency::ConsistencyOptions {
-            stabilize: args.stabilize,
-            monitor: args.monitor,
-            monitor_csv: args.monitor_csv.clone(),
-        },
+        consistency: args.consistency.options(),
     };
     let stats = live::run(&opts, args.pipeline.as_deref(), make(), &|s| eprintln!("{s}"), interrupt_flag())?;
     eprintln!("done: {stats}");

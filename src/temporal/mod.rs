@@ -227,6 +227,22 @@ fn same_size(what: &str, expected: (usize, usize), found: (usize, usize)) -> Res
     Ok(())
 }
 
+/// Checks one frame's source and stylised images: valid buffers of the same size.
+pub(crate) fn check_pair(frame: u64, source: &Image, stylised: &Image) -> Result<()> {
+    source.check(&format!("frame {frame}: source"))?;
+    stylised.check(&format!("frame {frame}: stylised"))?;
+    if source.size() != stylised.size() {
+        return Err(TemporalError::FrameSize {
+            frame,
+            stylised_w: stylised.width,
+            stylised_h: stylised.height,
+            source_w: source.width,
+            source_h: source.height,
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@ use super::flow::{DisPreset, FlowEstimator, FlowMethod};
 use super::metrics::lai_e_warp;
 use super::occlusion::occlusion_mask;
 use super::warp::warp_image;
-use super::{Image, Result, TemporalError};
+use super::{check_pair, Image, Result, TemporalError};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MonitorConfig {
@@ -171,17 +171,7 @@ impl Monitor {
     /// if it was dropped (worker busy) or there is no previous frame of the same size.
     pub fn offer(&mut self, source: &Image, stylised: &Image, pts: Duration) -> Result<bool> {
         let frame = self.frames;
-        source.check(&format!("frame {frame}: source"))?;
-        stylised.check(&format!("frame {frame}: stylised"))?;
-        if source.size() != stylised.size() {
-            return Err(TemporalError::FrameSize {
-                frame,
-                stylised_w: stylised.width,
-                stylised_h: stylised.height,
-                source_w: source.width,
-                source_h: source.height,
-            });
-        }
+        check_pair(frame, source, stylised)?;
         self.frames += 1;
         let current = (
             Arc::new(box_downscale(source, self.downscale)),

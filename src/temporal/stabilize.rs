@@ -22,7 +22,7 @@
 use super::flow::{DisPreset, FlowEstimator, FlowMethod};
 use super::occlusion::occlusion_mask;
 use super::warp::warp_image;
-use super::{Image, Result, TemporalError};
+use super::{check_pair, Image, Result, TemporalError};
 
 const HISTOGRAM_BINS: usize = 16;
 
@@ -114,17 +114,7 @@ impl Stabilizer {
     /// Stabilises `stylised` (the model's output for `source`); both `[H, W, 3]`, same size.
     pub fn process(&mut self, source: &Image, stylised: &Image) -> Result<Stabilized> {
         let frame = self.frames;
-        source.check(&format!("frame {frame}: source"))?;
-        stylised.check(&format!("frame {frame}: stylised"))?;
-        if source.size() != stylised.size() {
-            return Err(TemporalError::FrameSize {
-                frame,
-                stylised_w: stylised.width,
-                stylised_h: stylised.height,
-                source_w: source.width,
-                source_h: source.height,
-            });
-        }
+        check_pair(frame, source, stylised)?;
         self.frames += 1;
         if self.config.strength == 0.0 {
             // Exactly the identity, and no flow to pay for.
