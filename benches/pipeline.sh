@@ -11,7 +11,7 @@ trap 'rm -rf "$work"' EXIT
 
 clip() { # clip NAME WIDTH HEIGHT FRAMES
   gst-launch-1.0 -q videotestsrc num-buffers="$4" pattern=ball ! "video/x-raw,width=$2,height=$3,framerate=30/1" \
-    ! videoconvert ! x264enc speed-preset=ultrafast ! h264parse ! mp4mux name=m ! filesink location="$work/$1.mp4" \
+    ! videoconvert ! video/x-raw,format=I420 ! x264enc speed-preset=ultrafast ! h264parse ! mp4mux name=m ! filesink location="$work/$1.mp4" \
     audiotestsrc num-buffers=$(( $4 * 48000 / 30 / 1024 + 1 )) samplesperbuffer=1024 ! audio/x-raw,rate=48000 \
     ! avenc_aac ! aacparse ! m.
 }
@@ -26,7 +26,6 @@ median_fps() { # median_fps LABEL ARGS...
   python3 -c "import statistics,sys; v=[float(x) for x in sys.argv[2:]]; print(f'{sys.argv[1]}: median {statistics.median(v):.2f} fps over {len(v)} runs (min {min(v):.2f}, max {max(v):.2f})')" "$label" "${all[@]}"
 }
 
-style="$work/style.png"
 cp tests/fixtures/images/hubble_deep_field.jpg "$work/style.jpg"
 clip io256 256 256 300
 clip io512 512 512 300

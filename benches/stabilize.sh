@@ -11,7 +11,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 w=192 h=144 n=24
 gst-launch-1.0 -q videotestsrc num-buffers=$n pattern=pinwheel horizontal-speed=2 \
-  ! "video/x-raw,width=$w,height=$h,framerate=24/1" ! videoconvert ! x264enc qp-max=18 speed-preset=ultrafast \
+  ! "video/x-raw,width=$w,height=$h,framerate=24/1" ! videoconvert ! video/x-raw,format=I420 ! x264enc qp-max=18 speed-preset=ultrafast \
   ! h264parse ! mp4mux ! filesink location="$work/pan.mp4"
 style=tests/fixtures/images/hubble_deep_field.jpg
 "$bin" video "$work/pan.mp4" -o "$work/plain.mp4" --model formula:7 --style "$style" --crf 10 2>&1 | tail -1

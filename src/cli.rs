@@ -83,7 +83,7 @@ pub struct ImportArgs {
     pub overwrite: bool,
 }
 
-fn parse_alpha(s: &str) -> Result<f64, String> {
+pub(crate) fn parse_alpha(s: &str) -> Result<f64, String> {
     let a: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
     if (0.0..=2.0).contains(&a) {
         Ok(a)

@@ -6,8 +6,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::temporal::{DisPreset, Evaluator, FlowMethod, Image, MeasureConfig, Report};
-use crate::video::{self, reader::FrameReader, Frame};
+use crate::temporal::{DisPreset, Evaluator, FlowMethod, MeasureConfig, Report};
+use crate::video::{self, reader::FrameReader};
 
 #[derive(Debug, clap::Args)]
 pub struct MeasureArgs {
@@ -57,10 +57,6 @@ fn per_interval(path: &Path, k: usize, several: bool) -> PathBuf {
     path.with_file_name(format!("{stem}.k{k}{ext}"))
 }
 
-fn image(frame: &Frame) -> Result<Image> {
-    Ok(Image::from_rgb8(frame.width, frame.height, frame.width * 3, &frame.data)?)
-}
-
 pub fn measure(args: MeasureArgs) -> Result<()> {
     video::init()?;
     if args.interval.contains(&0) {
@@ -105,7 +101,7 @@ pub fn measure(args: MeasureArgs) -> Result<()> {
             }
         };
         let pts = Duration::from_nanos(a.pts.map(|t| t.nseconds()).unwrap_or(0));
-        let (a, b) = (image(&a)?, image(&b)?);
+        let (a, b) = (a.to_image()?, b.to_image()?);
         for e in &mut evaluators {
             e.push(a.clone(), b.clone(), pts).with_context(|| format!("{}", args.stylized.display()))?;
         }

@@ -39,8 +39,8 @@ pub struct ModelArgs {
     /// Model bundle (.safetensors), `formula:SEED` (untrained test weights) or `identity`.
     #[arg(long, value_name = "PATH|formula:SEED|identity")]
     pub model: ModelChoice,
-    /// Style strength: 0 keeps the content, 1 is the full style.
-    #[arg(long, default_value_t = 1.0)]
+    /// Style strength: 0 keeps the content, 1 is the full style, up to 2 exaggerates.
+    #[arg(long, default_value_t = 1.0, value_parser = crate::cli::parse_alpha)]
     pub alpha: f64,
     /// Scale the style image down so its longer side is at most N pixels.
     #[arg(long, value_name = "N", default_value_t = 512)]
@@ -129,13 +129,20 @@ pub struct StreamArgs {
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=240))]
     pub fps: u32,
     /// Stop after this many seconds.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     pub duration: Option<f64>,
     /// Replace the output file of `--sink file:PATH` if it exists.
     #[arg(long)]
     pub overwrite: bool,
     #[command(flatten)]
     pub consistency: ConsistencyArgs,
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v < 1e9 => Ok(v),
+        _ => Err(format!("`{s}`: expected a positive number of seconds")),
+    }
 }
 
 fn parse_unit(s: &str) -> Result<f32, String> {
@@ -239,6 +246,9 @@ pub fn video(args: VideoArgs) -> Result<()> {
             );
         }
         return Ok(());
+    }
+    if args.consistency.monitor_csv.is_some() {
+        bail!("--monitor-csv writes one file: use it with a single input, not a batch");
     }
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("{}: cannot create", args.output.display()))?;

@@ -4,9 +4,7 @@
 //! the numbers (flow, preset, interval, range, masks, denominators) is written next to them.
 use std::collections::VecDeque;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -453,28 +451,10 @@ fn font_registered() -> bool {
     })
 }
 
-/// Writes to a hidden temporary file beside `path`, syncs, then renames: readers see the old file or the
-/// whole new one, never half a report.
+/// [`crate::output::write_atomically`] with the error naming the file.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path.file_name().ok_or_else(|| TemporalError::Write {
-        path: path.into(),
-        message: "expected a file path, found a directory or an empty path".into(),
-    })?;
-    let tmp = path.with_file_name(format!(
-        ".{}.{}-{}.tmp",
-        name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = fs::File::create(&tmp)
-        .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()))
-        .and_then(|()| fs::rename(&tmp, path));
-    result.map_err(|source| {
-        // Best effort: the temporary may not even exist if creating it failed.
-        let _ = fs::remove_file(&tmp);
-        TemporalError::Io { path: path.into(), source }
-    })
+    crate::output::write_atomically(path, bytes)
+        .map_err(|source| TemporalError::Io { path: path.into(), source })
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
-use super::consistency::{reading, Consistency, ConsistencyOptions};
+use super::consistency::{self, Consistency, ConsistencyOptions};
 use super::pipeline::{app_element, element_error, fill, launch, require, startup_error, template};
 use super::probe::{file_uri, probe, MediaInfo};
 use super::stages::{puller, Stages, Stats};
@@ -187,8 +187,10 @@ pub fn transcode(
     let result = run(job, container, &info, &tmp, stylizer, progress, interrupt);
     match result {
         Ok(report) => {
-            std::fs::rename(&tmp, &job.output)
-                .map_err(|e| VideoError::Output { path: job.output.clone(), reason: e.to_string() })?;
+            std::fs::rename(&tmp, &job.output).map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                VideoError::Output { path: job.output.clone(), reason: e.to_string() }
+            })?;
             Ok(report)
         }
         Err(e) => {
@@ -296,13 +298,14 @@ fn drive(
     let staged = stages.join();
     outcome?;
     staged?;
+    let monitor = consistency::finish(monitor)?;
     let frames = stats.frames_out.load(Ordering::Relaxed);
     progress(frames);
     Ok(FileReport {
         frames,
         seconds: started.elapsed().as_secs_f64(),
         interrupted: interrupt.load(Ordering::Relaxed),
-        monitor: reading(&monitor),
+        monitor,
     })
 }
 

@@ -70,6 +70,11 @@ impl Frame {
             .map_err(|e| VideoError::Element { element: "styled".into(), message: e.to_string() })
     }
 
+    /// The same pixels as an interleaved `[H, W, 3]` image in [0, 1], for the temporal measures.
+    pub fn to_image(&self) -> Result<crate::temporal::Image, crate::temporal::TemporalError> {
+        crate::temporal::Image::from_rgb8(self.width, self.height, self.width * 3, &self.data)
+    }
+
     /// The model input: `[1, 3, H, W]` f32 RGB in [0, 1].
     pub fn to_tensor(&self, device: &Device) -> candle_core::Result<Tensor> {
         let hwc = Tensor::from_slice(&self.data, (self.height, self.width, 3), device)?;

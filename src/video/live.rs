@@ -217,7 +217,7 @@ fn description(
     // Non-live sources (files, streams) play at their own pace: the appsink syncs to the clock.
     let sync = matches!(opts.source, Source::Uri(_));
     Ok(format!(
-        "{} ! videoconvert ! video/x-raw,format=RGB ! appsink name=frames sync={sync} max-buffers=1 drop=true\n\
+        "{} ! videoconvert ! video/x-raw,format=RGB ! appsink name=frames sync={sync} max-buffers=1 drop=true wait-on-eos=false\n\
          appsrc name=styled format=time is-live=true ! queue leaky=downstream max-size-buffers=2 ! {}",
         source_fragment(&opts.source, opts.size, opts.fps),
         sink_fragment(&opts.sink, tmp)?
@@ -233,6 +233,11 @@ pub fn run(
     report: &dyn Fn(&LiveStats),
     interrupt: &AtomicBool,
 ) -> Result<LiveStats, VideoError> {
+    if pipeline_name.is_some() && matches!(opts.sink, Sink::File(_)) {
+        return Err(VideoError::Pipeline(
+            "--pipeline describes its own sink; use --sink file:PATH without --pipeline".into(),
+        ));
+    }
     let final_path = match &opts.sink {
         Sink::File(path) => {
             if !opts.overwrite && path.exists() {
@@ -256,7 +261,10 @@ pub fn run(
     let _ = pipeline.set_state(gst::State::Null);
     match (result, final_path, tmp) {
         (Ok(stats), Some(path), Some(tmp)) => {
-            std::fs::rename(&tmp, &path).map_err(|e| VideoError::Output { path, reason: e.to_string() })?;
+            std::fs::rename(&tmp, &path).map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                VideoError::Output { path, reason: e.to_string() }
+            })?;
             Ok(stats)
         }
         (Err(e), _, Some(tmp)) => {
@@ -309,12 +317,12 @@ fn drive(
     let finish = Box::new(move || {
         let _ = appsrc.end_of_stream();
     });
-    let restyle = opts.watch_style.clone().map(|path| watch_style(path, opts.style_size, stop.clone()));
 
     pipeline.set_state(gst::State::Playing).map_err(|_| startup_error(pipeline))?;
     let started = Instant::now();
     let post = Consistency::new(&opts.consistency)?;
     let monitor = post.as_ref().and_then(Consistency::monitor);
+    let restyle = opts.watch_style.clone().map(|path| watch_style(path, opts.style_size, stop.clone()));
     let stages =
         Stages::spawn(pull, stylizer, restyle, post, push, finish, stats.clone(), stop.clone(), true);
     let snapshot = || {
@@ -375,7 +383,8 @@ fn drive(
 
 /// Polls the style file's modification time; each change sends the reloaded image to the stylise stage.
 fn watch_style(path: PathBuf, style_size: u32, stop: Arc<AtomicBool>) -> crossbeam_channel::Receiver<Tensor> {
-    let (tx, rx) = crossbeam_channel::bounded(1);
+    // Unbounded: a change saved while the model is busy must not be lost (the stage takes the last).
+    let (tx, rx) = crossbeam_channel::unbounded();
     let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     std::thread::spawn(move || {
         let mut seen: Option<SystemTime> = modified(&path);
@@ -387,7 +396,7 @@ fn watch_style(path: PathBuf, style_size: u32, stop: Arc<AtomicBool>) -> crossbe
                 match crate::image_io::read_picture(&path, Some(style_size), &Device::Cpu) {
                     Ok(picture) => {
                         tracing::info!("style changed: {}", path.display());
-                        let _ = tx.try_send(picture.rgb);
+                        let _ = tx.send(picture.rgb);
                     }
                     Err(e) => tracing::warn!("keeping the previous style: {e}"),
                 }

@@ -6,7 +6,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
-use super::pipeline::{app_element, element_error, launch};
+use super::pipeline::{app_element, element_error, launch, startup_error};
 use super::probe::{file_uri, probe, MediaInfo};
 use super::{Frame, VideoError};
 
@@ -27,9 +27,9 @@ impl FrameReader {
         );
         let pipeline = launch(&description)?;
         let appsink = app_element::<gst_app::AppSink>(&pipeline, "frames")?;
-        pipeline.set_state(gst::State::Playing).map_err(|_| VideoError::Input {
-            path: path.to_path_buf(),
-            reason: "cannot start decoding".into(),
+        pipeline.set_state(gst::State::Playing).map_err(|_| {
+            let cause = startup_error(&pipeline);
+            VideoError::Input { path: path.to_path_buf(), reason: format!("cannot start decoding: {cause}") }
         })?;
         Ok(FrameReader { pipeline, appsink, index: 0, info })
     }
@@ -47,13 +47,20 @@ impl FrameReader {
 impl Iterator for FrameReader {
     type Item = Result<Frame, VideoError>;
 
+    /// Waits for the next frame, checking the bus every 100 ms so a decoding error that never reaches
+    /// the appsink as end-of-stream still ends the iteration (with the error).
     fn next(&mut self) -> Option<Self::Item> {
-        match self.appsink.pull_sample() {
-            Ok(sample) => {
+        loop {
+            if let Some(sample) = self.appsink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
                 self.index += 1;
-                Some(Frame::from_sample(&sample, self.index - 1))
+                return Some(Frame::from_sample(&sample, self.index - 1));
             }
-            Err(_) => self.bus_error().map(Err),
+            if let Some(err) = self.bus_error() {
+                return Some(Err(err));
+            }
+            if self.appsink.is_eos() {
+                return None;
+            }
         }
     }
 }

@@ -119,7 +119,12 @@ impl Stages {
             let failed = failed.clone();
             std::thread::Builder::new()
                 .name(name.to_string())
-                .spawn(move || body().inspect_err(|_| failed.store(true, Ordering::Relaxed)))
+                .spawn(move || {
+                    // A panic counts as a failure too, so the driver stops instead of waiting forever.
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body))
+                        .unwrap_or_else(|_| Err(VideoError::Pipeline("a stage thread panicked".into())))
+                        .inspect_err(|_| failed.store(true, Ordering::Relaxed))
+                })
                 .expect("the OS can start a thread")
         };
 
