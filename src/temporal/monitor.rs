@@ -48,7 +48,7 @@ impl Default for MonitorConfig {
             flow: FlowMethod::Dis(DisPreset::UltraFast),
             queue: 2,
             csv: None,
-            min_interval: Duration::from_millis(100),
+            min_interval: Duration::from_millis(250),
         }
     }
 }
