@@ -2,6 +2,9 @@
 //! relative L2 error.
 #![allow(dead_code)] // each test binary uses a different subset
 
+#[cfg(feature = "media")]
+pub mod clips;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 

@@ -1,0 +1,73 @@
+//! The `measure` command end to end: reports written with their conventions, and the bad cases
+//! (different lengths, one frame) explained instead of crashing.
+#![cfg(feature = "media")]
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::clips::make_clip;
+
+fn stylestream(args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stylestream"));
+    cmd.args(args).env_remove("RUST_BACKTRACE").env_remove("RUST_LIB_BACKTRACE");
+    cmd.output().expect("binary runs")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn a_video_against_itself_measures_zero_flicker_beyond_the_source_and_writes_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    make_clip(&clip, 96, 64, 30, 8, false);
+    let (csv, json, plot) = (dir.path().join("m.csv"), dir.path().join("m.json"), dir.path().join("m.png"));
+    let o = stylestream(&[
+        "measure",
+        "--source",
+        s(&clip),
+        "--stylized",
+        s(&clip),
+        "--interval",
+        "1,3",
+        "--csv",
+        s(&csv),
+        "--json",
+        s(&json),
+        "--plot",
+        s(&plot),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("interval 1: 7 pairs") && out.contains("interval 3: 5 pairs"), "{out}");
+    let rows = std::fs::read_to_string(dir.path().join("m.k1.csv")).unwrap();
+    assert!(rows.contains("flow_method") && rows.contains("interval"), "conventions in the header");
+    let data: Vec<&str> = rows.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(data.len(), 1 + 7, "header + one row per pair");
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("m.k3.json")).unwrap()).unwrap();
+    // The stylised video is the source: its warping error is exactly the source's (the flow's floor).
+    let summary = &j["summary"];
+    assert_eq!(summary["e_warp_stylised"], summary["e_warp_source"]);
+    assert!(summary["e_warp_source"]["mean"].as_f64().unwrap() > 0.0);
+    assert!(image::open(dir.path().join("m.k1.png")).is_ok());
+}
+
+#[test]
+fn different_lengths_and_single_frames_are_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let (long, short, one) =
+        (dir.path().join("long.mp4"), dir.path().join("short.mp4"), dir.path().join("one.mp4"));
+    make_clip(&long, 64, 48, 30, 6, false);
+    make_clip(&short, 64, 48, 30, 4, false);
+    make_clip(&one, 64, 48, 30, 1, false);
+    let o = stylestream(&["measure", "--source", s(&long), "--stylized", s(&short)]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("long.mp4") && err.contains("more frames"), "{err}");
+    let o = stylestream(&["measure", "--source", s(&one), "--stylized", s(&one)]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("1-frame video has no frame pairs"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
