@@ -71,3 +71,23 @@ fn different_lengths_and_single_frames_are_explained() {
     assert!(!o.status.success() && err.contains("1-frame video has no frame pairs"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn an_odd_sized_source_is_measured_against_its_even_sized_output() {
+    let dir = tempfile::tempdir().unwrap();
+    // H.264 in 4:2:0 cannot hold odd sizes: the source is Motion JPEG, which can.
+    let source = dir.path().join("odd.mkv");
+    let desc = format!(
+        "videotestsrc num-buffers=4 pattern=ball ! video/x-raw,width=65,height=49,framerate=30/1 ! jpegenc ! \
+         matroskamux ! filesink location={}",
+        source.display()
+    );
+    let made = Command::new("gst-launch-1.0").arg("-q").args(desc.split_whitespace()).status().unwrap();
+    assert!(made.success());
+    let styled = dir.path().join("styled.mp4");
+    let o = stylestream(&["video", s(&source), "-o", s(&styled), "--model", "identity"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = stylestream(&["measure", "--source", s(&source), "--stylized", s(&styled)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("3 pairs"));
+}

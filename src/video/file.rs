@@ -195,7 +195,14 @@ pub fn transcode(
         }
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
-            Err(e)
+            // The muxer wrote to the temporary name; the user knows the file by its final one.
+            Err(match e {
+                VideoError::Element { element, message } => VideoError::Element {
+                    element,
+                    message: message.replace(&tmp.display().to_string(), &job.output.display().to_string()),
+                },
+                other => other,
+            })
         }
     }
 }

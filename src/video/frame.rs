@@ -75,6 +75,19 @@ impl Frame {
         crate::temporal::Image::from_rgb8(self.width, self.height, self.width * 3, &self.data)
     }
 
+    /// The top-left `width x height` of this frame (at most its own size).
+    pub fn cropped(&self, width: usize, height: usize) -> Frame {
+        let (width, height) = (width.min(self.width), height.min(self.height));
+        let data = self
+            .data
+            .chunks(self.width * 3)
+            .take(height)
+            .flat_map(|row| &row[..width * 3])
+            .copied()
+            .collect();
+        Frame { width, height, data, ..*self }
+    }
+
     /// The model input: `[1, 3, H, W]` f32 RGB in [0, 1].
     pub fn to_tensor(&self, device: &Device) -> candle_core::Result<Tensor> {
         let hwc = Tensor::from_slice(&self.data, (self.height, self.width, 3), device)?;
