@@ -1,27 +1,19 @@
 //! The `image` subcommand end to end: formats in and out, sizes kept, and bad input refused cleanly.
+mod common;
+
+use common::{arg, stylestream};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use image::{GrayImage, ImageBuffer, Luma, Rgba, RgbaImage};
-
-fn stylestream(args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stylestream"));
-    // candle appends a backtrace to errors when this is set; users who set it want that.
-    cmd.args(args).env_remove("RUST_BACKTRACE").env_remove("RUST_LIB_BACKTRACE");
-    cmd.output().expect("binary runs")
-}
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
 /// Runs `image` with formula weights; returns the process output.
 fn run_image(content: &Path, style: &Path, out: &Path, extra: &[&str]) -> Output {
-    let mut args = vec!["image", "--content", p(content), "--style", p(style), "-o", p(out)];
+    let mut args = vec!["image", "--content", arg(content), "--style", arg(style), "-o", arg(out)];
     args.extend_from_slice(&["--model", "formula:20261122"]);
     args.extend_from_slice(extra);
     stylestream(&args)
@@ -118,13 +110,13 @@ fn bad_model_files_fail_cleanly() {
     let o = stylestream(&[
         "image",
         "--content",
-        p(&good),
+        arg(&good),
         "--style",
-        p(&good),
+        arg(&good),
         "-o",
-        p(&out),
+        arg(&out),
         "--model",
-        p(&junk),
+        arg(&junk),
     ]);
     assert_clean_failure(&o, "junk.safetensors");
     assert!(!out.exists());
@@ -139,15 +131,15 @@ fn import_official_names_the_file_and_tensor_that_do_not_fit() {
     let o = stylestream(&[
         "import-official",
         "--vgg",
-        p(&a2k),
+        arg(&a2k),
         "--a2k",
-        p(&a2k),
+        arg(&a2k),
         "--transform",
-        p(&a2k),
+        arg(&a2k),
         "--decoder",
-        p(&a2k),
+        arg(&a2k),
         "-o",
-        p(&out),
+        arg(&out),
     ]);
     assert_clean_failure(&o, "latest_net_A2K.pth");
     assert!(stderr(&o).contains("vgg.0.weight"), "{}", stderr(&o));
@@ -157,15 +149,15 @@ fn import_official_names_the_file_and_tensor_that_do_not_fit() {
     let o = stylestream(&[
         "import-official",
         "--vgg",
-        p(&junk),
+        arg(&junk),
         "--a2k",
-        p(&a2k),
+        arg(&a2k),
         "--transform",
-        p(&a2k),
+        arg(&a2k),
         "--decoder",
-        p(&a2k),
+        arg(&a2k),
         "-o",
-        p(&out),
+        arg(&out),
     ]);
     assert_clean_failure(&o, "junk.pth");
     assert!(!out.exists());

@@ -3,20 +3,10 @@
 #![cfg(feature = "media")]
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::clips::make_clip;
-
-fn stylestream(args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stylestream"));
-    cmd.args(args).env_remove("RUST_BACKTRACE").env_remove("RUST_LIB_BACKTRACE");
-    cmd.output().expect("binary runs")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::{arg, stylestream};
 
 #[test]
 fn a_video_against_itself_measures_zero_flicker_beyond_the_source_and_writes_reports() {
@@ -27,17 +17,17 @@ fn a_video_against_itself_measures_zero_flicker_beyond_the_source_and_writes_rep
     let o = stylestream(&[
         "measure",
         "--source",
-        s(&clip),
+        arg(&clip),
         "--stylized",
-        s(&clip),
+        arg(&clip),
         "--interval",
         "1,3",
         "--csv",
-        s(&csv),
+        arg(&csv),
         "--json",
-        s(&json),
+        arg(&json),
         "--plot",
-        s(&plot),
+        arg(&plot),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = String::from_utf8_lossy(&o.stdout);
@@ -63,10 +53,10 @@ fn different_lengths_and_single_frames_are_explained() {
     make_clip(&long, 64, 48, 30, 6, false);
     make_clip(&short, 64, 48, 30, 4, false);
     make_clip(&one, 64, 48, 30, 1, false);
-    let o = stylestream(&["measure", "--source", s(&long), "--stylized", s(&short)]);
+    let o = stylestream(&["measure", "--source", arg(&long), "--stylized", arg(&short)]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("long.mp4") && err.contains("more frames"), "{err}");
-    let o = stylestream(&["measure", "--source", s(&one), "--stylized", s(&one)]);
+    let o = stylestream(&["measure", "--source", arg(&one), "--stylized", arg(&one)]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("1-frame video has no frame pairs"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
@@ -85,9 +75,9 @@ fn an_odd_sized_source_is_measured_against_its_even_sized_output() {
     let made = Command::new("gst-launch-1.0").arg("-q").args(desc.split_whitespace()).status().unwrap();
     assert!(made.success());
     let styled = dir.path().join("styled.mp4");
-    let o = stylestream(&["video", s(&source), "-o", s(&styled), "--model", "identity"]);
+    let o = stylestream(&["video", arg(&source), "-o", arg(&styled), "--model", "identity"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = stylestream(&["measure", "--source", s(&source), "--stylized", s(&styled)]);
+    let o = stylestream(&["measure", "--source", arg(&source), "--stylized", arg(&styled)]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("3 pairs"));
 }

@@ -4,6 +4,7 @@
 mod common;
 
 use common::clips::make_clip;
+use common::{arg, stylestream};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -50,16 +51,6 @@ fn ffprobe(path: &Path) -> Probe {
     Probe { width: decoder.width(), height: decoder.height(), pts, duration, has_audio }
 }
 
-fn stylestream(args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stylestream"));
-    cmd.args(args).env_remove("RUST_BACKTRACE").env_remove("RUST_LIB_BACKTRACE");
-    cmd.output().expect("binary runs")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 fn style_image(dir: &Path) -> PathBuf {
     let path = dir.join("style.png");
     image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, ((x + y) * 2) as u8]))
@@ -94,7 +85,7 @@ fn identity_and_stya2k_keep_frames_timestamps_duration_and_audio() {
     assert_eq!((source.width, source.height, source.pts.len()), (320, 240, 60));
 
     let out = dir.path().join("identity.mp4");
-    let o = stylestream(&["video", s(&input), "-o", s(&out), "--model", "identity"]);
+    let o = stylestream(&["video", arg(&input), "-o", arg(&out), "--model", "identity"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let result = ffprobe(&out);
     assert_eq!((result.width, result.height), (320, 240));
@@ -105,7 +96,8 @@ fn identity_and_stya2k_keep_frames_timestamps_duration_and_audio() {
     make_clip(&short, 320, 240, 10, 20, true);
     let style = style_image(dir.path());
     let out = dir.path().join("stya2k.mkv");
-    let o = stylestream(&["video", s(&short), "-o", s(&out), "--model", "formula:7", "--style", s(&style)]);
+    let o =
+        stylestream(&["video", arg(&short), "-o", arg(&out), "--model", "formula:7", "--style", arg(&style)]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_same_timing(&ffprobe(&short), &ffprobe(&out), 10.0);
 }
@@ -117,7 +109,7 @@ fn odd_and_portrait_sizes_come_out_at_their_own_size() {
         let input = dir.path().join(format!("in{w}x{h}.mp4"));
         make_clip(&input, w, h, 30, 15, false);
         let out = dir.path().join(format!("out{w}x{h}.mp4"));
-        let o = stylestream(&["video", s(&input), "-o", s(&out), "--model", "identity"]);
+        let o = stylestream(&["video", arg(&input), "-o", arg(&out), "--model", "identity"]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let p = ffprobe(&out);
         assert_eq!((p.width, p.height, p.pts.len()), (w, h, 15));
@@ -134,7 +126,7 @@ fn sigint_leaves_a_playable_file_and_no_temp_file() {
     let out = dir.path().join("cut.mp4");
     // StyA2K on the CPU runs at a few frames per second: the interrupt lands mid-file.
     let mut child = Command::new(env!("CARGO_BIN_EXE_stylestream"))
-        .args(["video", s(&input), "-o", s(&out), "--model", "formula:7", "--style", s(&style)])
+        .args(["video", arg(&input), "-o", arg(&out), "--model", "formula:7", "--style", arg(&style)])
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(8));
@@ -169,17 +161,18 @@ fn bad_inputs_and_outputs_fail_cleanly_without_partial_outputs() {
     image::RgbImage::new(16, 16).save(&picture).unwrap();
     let out = dir.path().join("out.mp4");
     for bad in [&truncated, &text, &dir.path().join("missing.mp4"), &picture] {
-        let o = stylestream(&["video", s(bad), "-o", s(&out), "--model", "identity"]);
+        let o = stylestream(&["video", arg(bad), "-o", arg(&out), "--model", "identity"]);
         assert_clean_failure(&o, bad.file_name().unwrap().to_str().unwrap());
         assert!(!out.exists(), "{}: partial output left", bad.display());
     }
     let unwritable = dir.path().join("no-such-dir").join("out.mp4");
-    let o = stylestream(&["video", s(&good), "-o", s(&unwritable), "--model", "identity"]);
+    let o = stylestream(&["video", arg(&good), "-o", arg(&unwritable), "--model", "identity"]);
     assert_clean_failure(&o, "out.mp4");
-    let o = stylestream(&["video", s(&good), "-o", s(&dir.path().join("out.avi")), "--model", "identity"]);
+    let o =
+        stylestream(&["video", arg(&good), "-o", arg(&dir.path().join("out.avi")), "--model", "identity"]);
     assert_clean_failure(&o, "out.avi");
     std::fs::write(&out, b"precious").unwrap();
-    let o = stylestream(&["video", s(&good), "-o", s(&out), "--model", "identity"]);
+    let o = stylestream(&["video", arg(&good), "-o", arg(&out), "--model", "identity"]);
     assert_clean_failure(&o, "out.mp4");
     assert_eq!(std::fs::read(&out).unwrap(), b"precious");
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
@@ -195,7 +188,7 @@ fn batch_continues_past_a_bad_file_reports_it_and_resumes() {
     make_clip(&inputs.join("c.mkv"), 128, 96, 30, 10, false);
     std::fs::write(inputs.join("b.mp4"), b"broken").unwrap();
     let outputs = dir.path().join("out");
-    let o = stylestream(&["video", s(&inputs), "-o", s(&outputs), "--model", "identity"]);
+    let o = stylestream(&["video", arg(&inputs), "-o", arg(&outputs), "--model", "identity"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("b.mp4"), "{err}");
     assert_eq!(ffprobe(&outputs.join("a.mp4")).pts.len(), 10);
@@ -203,7 +196,7 @@ fn batch_continues_past_a_bad_file_reports_it_and_resumes() {
     assert!(!outputs.join("b.mp4").exists());
     let before = std::fs::metadata(outputs.join("a.mp4")).unwrap().modified().unwrap();
     std::fs::remove_file(inputs.join("b.mp4")).unwrap();
-    let o = stylestream(&["video", s(&inputs), "-o", s(&outputs), "--model", "identity"]);
+    let o = stylestream(&["video", arg(&inputs), "-o", arg(&outputs), "--model", "identity"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success() && err.contains("2 skipped"), "{err}");
     assert_eq!(std::fs::metadata(outputs.join("a.mp4")).unwrap().modified().unwrap(), before);

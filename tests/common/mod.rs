@@ -16,6 +16,19 @@ pub fn fixture(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
 }
 
+/// Runs the `stylestream` binary. candle appends a backtrace to errors when RUST_BACKTRACE is set; the
+/// tests check the one-line messages users see, so it is unset here.
+pub fn stylestream(args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_stylestream"));
+    cmd.args(args).env_remove("RUST_BACKTRACE").env_remove("RUST_LIB_BACKTRACE");
+    cmd.output().expect("binary runs")
+}
+
+/// A path as a command-line argument.
+pub fn arg(path: &std::path::Path) -> &str {
+    path.to_str().expect("test paths are UTF-8")
+}
+
 /// Files of the shared folder that sits beside the repository (golden data too large to copy).
 pub fn shared(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared").join(rel)
