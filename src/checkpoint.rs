@@ -82,6 +82,68 @@ impl std::str::FromStr for WeightSource {
     }
 }
 
+/// Namespace of the training state (optimizer moments) inside a training checkpoint; inference
+/// ignores it, so a training checkpoint runs wherever a bundle does.
+pub const TRAINING_STATE: &str = "optim.";
+
+/// Where a model's frozen VGG-19 encoder comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Encoder {
+    /// `random:SEED`: fixed random weights generated from the seed (the `vgg` namespace of the formula
+    /// weights, [`formula::vgg_tensors`]). He et al. 2016 showed random-weight VGG features still carry
+    /// style statistics; ImageNet weights cannot be shipped, so this is what our own models train on.
+    /// A bundle records only the seed.
+    Random(u64),
+    /// An official `vgg_normalised.pth`, or a bundle whose encoder is reused.
+    File(PathBuf),
+}
+
+impl std::str::FromStr for Encoder {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.strip_prefix("random:") {
+            Some(seed) => seed
+                .parse()
+                .map(Encoder::Random)
+                .map_err(|_| format!("`{s}`: the seed after `random:` must be an unsigned integer")),
+            None => Ok(Encoder::File(PathBuf::from(s))),
+        }
+    }
+}
+
+impl Encoder {
+    /// The encoder's `vgg.` tensors and the text a bundle records for it (`stylestream.encoder`).
+    pub fn load(&self) -> Result<(String, HashMap<String, Tensor>), CheckpointError> {
+        match self {
+            Encoder::Random(seed) => {
+                let tensors = formula::vgg_tensors(*seed).map_err(|e| CheckpointError::Tensors {
+                    path: PathBuf::from(format!("random:{seed}")),
+                    message: e.to_string(),
+                })?;
+                Ok((format!("random:{seed}"), tensors))
+            }
+            Encoder::File(path) if path.extension().is_some_and(|e| e == "pth") => {
+                Ok((format!("official vgg_normalised ({})", path.display()), read_official("vgg", path)?))
+            }
+            Encoder::File(path) => {
+                let (info, tensors) = read_bundle(path)?;
+                if let Ok(random @ Encoder::Random(_)) = info.encoder.parse() {
+                    return random.load();
+                }
+                let vgg: HashMap<String, Tensor> =
+                    tensors.into_iter().filter(|(k, _)| k.starts_with("vgg.")).collect();
+                if vgg.is_empty() {
+                    return Err(CheckpointError::Tensors {
+                        path: path.clone(),
+                        message: "holds no `vgg.` encoder tensors".into(),
+                    });
+                }
+                Ok((info.encoder, vgg))
+            }
+        }
+    }
+}
+
 /// Bundle metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BundleInfo {
@@ -107,9 +169,24 @@ pub fn load_stya2k(source: &WeightSource, device: &Device) -> Result<StyA2K, Che
                     expected: "stya2k",
                 });
             }
-            build_stya2k(tensors, device, |_| path.clone())
+            build_stya2k(inference_tensors(&info, tensors)?, device, |_| path.clone())
         }
     }
+}
+
+/// The tensors a network is built from: the training state dropped, and a random encoder, which a
+/// bundle records by its seed only, regenerated.
+fn inference_tensors(
+    info: &BundleInfo,
+    mut tensors: HashMap<String, Tensor>,
+) -> Result<HashMap<String, Tensor>, CheckpointError> {
+    tensors.retain(|k, _| !k.starts_with(TRAINING_STATE));
+    if let Ok(random @ Encoder::Random(_)) = info.encoder.parse::<Encoder>() {
+        if !tensors.keys().any(|k| k.starts_with("vgg.")) {
+            tensors.extend(random.load()?.1);
+        }
+    }
+    Ok(tensors)
 }
 
 /// Reads a bundle's metadata and tensors (upcast to f32, on the CPU).

@@ -21,6 +21,8 @@ pub enum Command {
     Image(ImageArgs),
     /// Convert the official StyA2K PyTorch checkpoints into one stylestream bundle.
     ImportOfficial(ImportArgs),
+    /// Train StyA2K on folders of content and style images (checkpoints load in image/video/stream).
+    Train(crate::cli_train::TrainArgs),
     /// Stylise video files (audio and timestamps kept); several inputs or a folder make a batch.
     #[cfg(feature = "media")]
     Video(crate::cli_video::VideoArgs),
@@ -97,6 +99,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Image(args) => image(args),
         Command::ImportOfficial(args) => import_official(args),
+        Command::Train(args) => crate::cli_train::train(args),
         #[cfg(feature = "media")]
         Command::Video(args) => crate::cli_video::video(args),
         #[cfg(feature = "media")]

@@ -1,7 +1,5 @@
 //! The `video` subcommand: arguments, model choice, progress bar, interrupt handling, batch summary.
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
@@ -163,24 +161,6 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
     }
 }
 
-/// Set by the first Ctrl-C/SIGTERM; a second one exits at once.
-fn interrupt_flag() -> &'static AtomicBool {
-    static FLAG: OnceLock<&'static AtomicBool> = OnceLock::new();
-    FLAG.get_or_init(|| {
-        let flag: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
-        let result = ctrlc::set_handler(move || {
-            if flag.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-            eprintln!("\ninterrupted: finishing the output file (press Ctrl-C again to abort)");
-        });
-        if let Err(e) = result {
-            tracing::warn!("no interrupt handler: {e}");
-        }
-        flag
-    })
-}
-
 /// Builds the model once; the returned closure hands out a stylizer per file (clones share weights).
 fn stylizer_factory(args: &ModelArgs) -> Result<Box<dyn Fn() -> Box<dyn Stylizer>>> {
     let (style, alpha, style_size) = (args.style.as_ref(), args.alpha, args.style_size);
@@ -224,7 +204,7 @@ pub fn video(args: VideoArgs) -> Result<()> {
     };
     let is_batch = args.inputs.len() > 1 || args.inputs[0].is_dir() || args.output.is_dir();
     let make = stylizer_factory(&args.model)?;
-    let interrupt = interrupt_flag();
+    let interrupt = crate::interrupt::flag("finishing the output file");
     if !is_batch {
         let job = file::FileJob { input: args.inputs[0].clone(), output: args.output.clone(), ..template };
         let bar = progress_bar(file::estimated_frames(&job.input));
@@ -295,7 +275,13 @@ pub fn stream(args: StreamArgs) -> Result<()> {
         overwrite: args.overwrite,
         consistency: args.consistency.options(),
     };
-    let stats = live::run(&opts, args.pipeline.as_deref(), make(), &|s| eprintln!("{s}"), interrupt_flag())?;
+    let stats = live::run(
+        &opts,
+        args.pipeline.as_deref(),
+        make(),
+        &|s| eprintln!("{s}"),
+        crate::interrupt::flag("stopping the stream"),
+    )?;
     eprintln!("done: {stats}");
     Ok(())
 }

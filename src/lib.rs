@@ -6,14 +6,17 @@ pub mod checkpoint;
 pub mod cli;
 #[cfg(feature = "media")]
 mod cli_measure;
+mod cli_train;
 #[cfg(feature = "media")]
 mod cli_video;
 pub mod image_io;
+pub mod interrupt;
 pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod output;
 #[cfg(feature = "media")]
 pub mod temporal;
+pub mod train;
 #[cfg(feature = "media")]
 pub mod video;

@@ -12,6 +12,7 @@ use candle_core::{DType, Device, Result, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use crate::models::stya2k::StyA2K;
+use crate::models::vgg::Vgg;
 
 /// The seed of the golden fixtures in `shared/fixtures/stya2k/`.
 pub const GOLDEN_SEED: u64 = 20261122;
@@ -58,9 +59,21 @@ pub fn var_builder(seed: u64, device: &Device) -> VarBuilder<'static> {
 
 /// Every StyA2K parameter under its bundle key, from the formula (to write a bundle of them).
 pub fn stya2k_tensors(seed: u64) -> Result<HashMap<String, Tensor>> {
+    record(seed, |vb| StyA2K::new(vb).map(|_| ()))
+}
+
+/// The `vgg.` tensors of the formula: the fixed random encoder `random:SEED` (see
+/// `checkpoint::Encoder`). He-uniform conv weights (`u * sqrt(6 / fan_in)`) keep the activation scale
+/// through the ReLU stack, and the colour conv is a random 3x3 colour mixing.
+pub fn vgg_tensors(seed: u64) -> Result<HashMap<String, Tensor>> {
+    record(seed, |vb| Vgg::new(vb.pp("vgg")).map(|_| ()))
+}
+
+/// The formula tensors a network constructor asks for, under their bundle keys.
+fn record(seed: u64, build: impl FnOnce(VarBuilder) -> Result<()>) -> Result<HashMap<String, Tensor>> {
     let made = Arc::new(Mutex::new(HashMap::new()));
     let backend = FormulaBackend { seed, made: Some(made.clone()) };
-    StyA2K::new(VarBuilder::from_backend(Box::new(backend), DType::F32, Device::Cpu))?;
+    build(VarBuilder::from_backend(Box::new(backend), DType::F32, Device::Cpu))?;
     let tensors = made.lock().map(|m| m.clone()).unwrap_or_default();
     Ok(tensors)
 }

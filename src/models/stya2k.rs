@@ -249,12 +249,36 @@ impl StyA2K {
     /// Encodes a style image `[1, 3, H_s, W_s]` (RGB in [0, 1], any size of at least one pixel).
     pub fn encode_style(&self, style: &Tensor) -> Result<StyleFeatures> {
         let _span = tracing::debug_span!("encode_style").entered();
-        let taps = self.vgg.forward(&pad_to_multiple(style)?)?;
+        self.style_features(&self.vgg.forward(&pad_to_multiple(style)?)?)
+    }
+
+    /// The style half from the encoder taps relu1_1 .. relu5_1 of one style image.
+    fn style_features(&self, taps: &[Tensor]) -> Result<StyleFeatures> {
         Ok(StyleFeatures {
             relu3_1: self.a2k.style(&taps[2])?,
             relu4_1: self.transform.attn_adain_4_1.style(&taps[3])?,
             relu5_1: self.transform.attn_adain_5_1.style(&taps[4])?,
         })
+    }
+
+    /// The training forward (`crate::train`): content `i` stylised with style `i` at full strength.
+    /// Takes the encoder taps relu1_1 .. relu5_1 of a content batch and a style batch (`[B, C, h, w]`
+    /// per level, from inputs whose sides are multiples of [`PAD_MULTIPLE`]) and returns the decoder
+    /// output `[B, 3, H, W]`, unclamped. The attention runs one pair at a time; encoder and decoder see
+    /// the whole batch.
+    pub fn forward_pairs(&self, content_taps: &[Tensor], style_taps: &[Tensor]) -> Result<Tensor> {
+        let batch = content_taps[0].dim(0)?;
+        let pick = |taps: &[Tensor], i: usize| -> Result<Vec<Tensor>> {
+            taps.iter().map(|t| t.narrow(0, i, 1)).collect()
+        };
+        let (mut z3, mut t) = (Vec::with_capacity(batch), Vec::with_capacity(batch));
+        for i in 0..batch {
+            let style = self.style_features(&pick(style_taps, i)?)?;
+            let fc = pick(content_taps, i)?;
+            z3.push(self.a2k.forward(&fc[2], &style.relu3_1)?);
+            t.push(self.transform.forward(&fc[3], &fc[4], &style)?);
+        }
+        self.decoder.forward(&Tensor::cat(&t, 0)?, &Tensor::cat(&z3, 0)?)
     }
 
     /// Stylises content `[1, 3, H, W]` (RGB in [0, 1]) -> `[1, 3, H, W]` unclamped.

@@ -14,7 +14,11 @@
 //!
 //! The content side takes and returns plain `[1, C, H, W]` maps, so blocking and unblocking happen
 //! inside the op: a kernel can read the map in place. The style side is pre-blocked once.
+//!
+//! Both ops are differentiable (training, `crate::train`): their backward passes are written with
+//! tensor ops in `grad.rs`, so they run on any device.
 mod cpu;
+mod grad;
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
@@ -35,6 +39,20 @@ pub fn block(x: &Tensor, region: usize, heads: usize) -> Result<Tensor> {
     let x = x.reshape((heads, d, nh, region, nw, region))?;
     // -> [heads, nh, nw, R(a), R(b), d] -> [heads, n, r, d]
     x.permute((0, 2, 4, 3, 5, 1))?.contiguous()?.reshape((heads, nh * nw, region * region, d))
+}
+
+/// The inverse of [`block`]: `[heads, n, r, d]` -> `[1, heads * d, height, width]` with
+/// `n = (height/R) * (width/R)`; positions outside whole patches are zero.
+pub fn unblock(x: &Tensor, region: usize, height: usize, width: usize) -> Result<Tensor> {
+    let (heads, n, r, d) = x.dims4()?;
+    let (nh, nw) = (height / region, width / region);
+    check(n == nh * nw && r == region * region, || {
+        format!("{n} patches of {r} do not tile a {height}x{width} map with {region}x{region} regions")
+    })?;
+    // [heads, n, r, d] -> [heads, nh, nw, R(a), R(b), d] -> [heads, d, nh, R(a), nw, R(b)]
+    let x = x.reshape((heads, nh, nw, region, region, d))?.permute((0, 5, 1, 3, 2, 4))?;
+    let x = x.contiguous()?.reshape((1, heads * d, nh * region, nw * region))?;
+    x.pad_with_zeros(2, 0, height - nh * region)?.pad_with_zeros(3, 0, width - nw * region)
 }
 
 /// Distributed attention, style side. `k`, `v`: blocked style keys `[heads, n, r, d_k]` and values
@@ -74,11 +92,7 @@ pub fn distributed_attention(q: &Tensor, k_bar: &Tensor, v_bar: &Tensor, region:
         format!("V_bar {:?} does not pair with K_bar {:?}", v_bar.dims(), k_bar.dims())
     })?;
     check_query(q, heads, d_k, region)?;
-    q.contiguous()?.apply_op3_no_bwd(
-        &k_bar.contiguous()?,
-        &v_bar.contiguous()?,
-        &DistributedAttention { region },
-    )
+    q.contiguous()?.apply_op3(&k_bar.contiguous()?, &v_bar.contiguous()?, DistributedAttention { region })
 }
 
 /// Progressive attention. `q`: queries `[1, heads * d_k, H, W]`; `k`, `v`: blocked style keys
@@ -98,7 +112,7 @@ pub fn progressive_attention(q: &Tensor, k: &Tensor, v: &Tensor, region: usize) 
         format!("style patches hold {r} positions, a {region}x{region} region needs {}", region * region)
     })?;
     check_query(q, heads, d_k, region)?;
-    q.contiguous()?.apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &ProgressiveAttention { region })
+    q.contiguous()?.apply_op3(&k.contiguous()?, &v.contiguous()?, ProgressiveAttention { region })
 }
 
 fn check_query(q: &Tensor, heads: usize, d_k: usize, region: usize) -> Result<()> {
@@ -183,6 +197,18 @@ impl CustomOp3 for DistributedAttention {
         let out = cpu::distributed(&g, f32_slice(q, lq)?, f32_slice(k_bar, lk)?, f32_slice(v_bar, lv)?);
         Ok((CpuStorage::F32(out), g.out_shape()))
     }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k_bar: &Tensor,
+        v_bar: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dq, dk, dv) = grad::distributed(q, k_bar, v_bar, grad, self.region)?;
+        Ok((Some(dq), Some(dk), Some(dv)))
+    }
 }
 
 struct ProgressiveAttention {
@@ -206,5 +232,17 @@ impl CustomOp3 for ProgressiveAttention {
         let g = Geometry::new(lq, lv, self.region);
         let out = cpu::progressive(&g, f32_slice(q, lq)?, f32_slice(k, lk)?, f32_slice(v, lv)?);
         Ok((CpuStorage::F32(out), g.out_shape()))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dq, dk, dv) = grad::progressive(q, k, v, grad, self.region)?;
+        Ok((Some(dq), Some(dk), Some(dv)))
     }
 }

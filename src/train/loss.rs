@@ -1,0 +1,106 @@
+//! The StyA2K training objective (shared/docs/stya2k.md section 7): a global mean/std loss and the
+//! non-parametric A2K feature loss, both on the frozen encoder's features of the output.
+//!
+//! Taps are the encoder outputs relu1_1 .. relu5_1 (`[B, C_i, h_i, w_i]`): `Fo` of the stylised output,
+//! `Fc` of the content, `Fs` of the style.
+use candle_core::{Result, Tensor};
+
+use crate::nn::{mean_std, mean_variance_norm};
+use crate::ops::blocked_attention::{
+    aggregate_style_patches, block, distributed_attention, progressive_attention, HEADS,
+};
+
+/// Levels (0-based tap indices) of the global statistics loss: relu1_1 .. relu4_1.
+const GLOBAL_LEVELS: std::ops::Range<usize> = 0..4;
+
+/// The A2K feature loss levels relu2_1 .. relu5_1 (0-based tap index) and their attention regions R.
+const A2K_LEVELS: [(usize, usize); 4] = [(1, 16), (2, 8), (3, 8), (4, 4)];
+
+/// Mean of squared differences over all elements.
+fn mse(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    (a - b)?.sqr()?.mean_all()
+}
+
+/// `L_global = sum_{relu1_1..relu4_1} MSE(mu(Fo), mu(Fs)) + MSE(sigma(Fo), sigma(Fs))` with the
+/// unbiased, eps-in-the-root statistics of `nn::mean_std`; a scalar.
+pub fn global_stats_loss(fo: &[Tensor], fs: &[Tensor]) -> Result<Tensor> {
+    let mut total = Tensor::zeros((), fo[0].dtype(), fo[0].device())?;
+    for i in GLOBAL_LEVELS {
+        let ((mo, so), (ms, ss)) = (mean_std(&fo[i])?, mean_std(&fs[i])?);
+        total = ((total + mse(&mo, &ms)?)? + mse(&so, &ss)?)?;
+    }
+    Ok(total)
+}
+
+/// The attention key of level `level` (0-based tap index): every shallower tap resized to this level's
+/// size with PyTorch-style nearest sampling, each and this level's tap mean-variance normalised, then
+/// concatenated along channels, shallowest first: `[B, 64 + 128 + ... + C_level, h, w]`.
+fn multi_level_key(taps: &[Tensor], level: usize) -> Result<Tensor> {
+    let (_, _, h, w) = taps[level].dims4()?;
+    let parts = taps[..=level]
+        .iter()
+        .map(|t| mean_variance_norm(&t.upsample_nearest2d(h, w)?))
+        .collect::<Result<Vec<_>>>()?;
+    Tensor::cat(&parts, 1)
+}
+
+/// The A2K loss targets `T_i = DA_i + PA_i + Fc_i` for relu2_1 .. relu5_1: the A2K attention without
+/// learned projections (queries the content key, keys the style key, values the raw `Fs_i`, sigmoid
+/// weights with alpha 1 and beta 0), one sample at a time. Built from frozen encoder features only, so
+/// they carry no gradient.
+pub fn a2k_targets(fc: &[Tensor], fs: &[Tensor]) -> Result<Vec<Tensor>> {
+    let one = Tensor::ones(1, fc[0].dtype(), fc[0].device())?;
+    let zero = one.zeros_like()?;
+    A2K_LEVELS
+        .iter()
+        .map(|&(level, region)| {
+            let (ck, sk) = (multi_level_key(fc, level)?, multi_level_key(fs, level)?);
+            let per_sample = (0..fc[level].dim(0)?)
+                .map(|b| {
+                    let (q, fs_b) = (ck.narrow(0, b, 1)?, fs[level].narrow(0, b, 1)?);
+                    let k = block(&sk.narrow(0, b, 1)?, region, HEADS)?;
+                    let v = block(&fs_b, region, HEADS)?;
+                    let (k_bar, v_bar) = aggregate_style_patches(&k, &v, &one, &zero)?;
+                    let da = distributed_attention(&q, &k_bar, &v_bar, region)?;
+                    let pa = progressive_attention(&q, &k, &v, region)?;
+                    (da + pa)? + fc[level].narrow(0, b, 1)?
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Tensor::cat(&per_sample, 0)?.detach().contiguous()
+        })
+        .collect()
+}
+
+/// `L_A2K = sum_{relu2_1..relu5_1} MSE(Fo_i, T_i)` (mean over all elements); a scalar.
+pub fn a2k_feature_loss(fo: &[Tensor], targets: &[Tensor]) -> Result<Tensor> {
+    let mut total = Tensor::zeros((), fo[0].dtype(), fo[0].device())?;
+    for (&(level, _), target) in A2K_LEVELS.iter().zip(targets) {
+        total = (total + mse(&fo[level], target)?)?;
+    }
+    Ok(total)
+}
+
+/// The weights of the two terms (train_A2K.sh: 10 and 1.25).
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Weights {
+    pub global: f64,
+    pub a2k: f64,
+}
+
+/// One evaluation of the objective.
+pub struct Objective {
+    /// `global * L_global + a2k * L_A2K`, the scalar to differentiate.
+    pub total: Tensor,
+    pub global: f32,
+    pub a2k: f32,
+}
+
+impl Objective {
+    /// The weighted objective from the output's taps `fo` and the style taps and A2K targets.
+    pub fn new(fo: &[Tensor], fs: &[Tensor], targets: &[Tensor], w: Weights) -> Result<Self> {
+        let global = global_stats_loss(fo, fs)?;
+        let a2k = a2k_feature_loss(fo, targets)?;
+        let total = ((&global * w.global)? + (&a2k * w.a2k)?)?;
+        Ok(Self { total, global: global.to_scalar()?, a2k: a2k.to_scalar()? })
+    }
+}
