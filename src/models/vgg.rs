@@ -63,8 +63,20 @@ impl Vgg {
 
     /// Runs the first `depth` slices (1..=5) and returns their outputs relu1_1 .. relu{depth}_1.
     pub fn forward_to(&self, x: &Tensor, depth: usize) -> Result<Vec<Tensor>> {
-        let mut x = self.colour.forward(x)?;
         let mut taps = Vec::with_capacity(depth);
+        self.run(x, depth, |tap| taps.push(tap.clone()))?;
+        Ok(taps)
+    }
+
+    /// Runs the first `depth` slices (1..=5) and returns only relu{depth}_1. Earlier taps are freed as
+    /// soon as the next layer has read them: at 3840x2160, relu1_1 alone is 2 GB of f32.
+    pub fn forward_last(&self, x: &Tensor, depth: usize) -> Result<Tensor> {
+        self.run(x, depth, |_| ())
+    }
+
+    /// The first `depth` slices, handing each tap to `on_tap`; returns the last one.
+    fn run(&self, x: &Tensor, depth: usize, mut on_tap: impl FnMut(&Tensor)) -> Result<Tensor> {
+        let mut x = self.colour.forward(x)?;
         for (i, slice) in self.slices.iter().take(depth).enumerate() {
             let _span = tracing::trace_span!("vgg_slice", tap = i + 1).entered();
             for layer in slice {
@@ -73,9 +85,9 @@ impl Vgg {
                     Layer::Pool => max_pool2x2_ceil(&x)?,
                 };
             }
-            taps.push(x.clone());
+            on_tap(&x);
         }
-        Ok(taps)
+        Ok(x)
     }
 
     /// All five taps relu1_1 .. relu5_1.
