@@ -9,7 +9,7 @@
 //! NeAT's formula checkpoint (`formula-neat:SEED`, our definition: no NeAT fixtures exist) is the same
 //! rule over NeAT's keys with namespaces `vgg`, `transform`, `decoder` (e.g. `vgg:2.weight`, the same
 //! encoder as StyA2K's; `transform:align1.attn.f.weight`; `decoder:28.bias`) and the default
-//! [`NeatConfig`] (paper prior: blur 7 px / sigma 1.4, bilateral 25 / 100, ridge 1e-5, weight 0.5).
+//! [`NeatConfig`] (paper prior: blur 7 px / sigma 1.4, bilateral 25 / 100, ridge 1e-7, weight 0.5).
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
