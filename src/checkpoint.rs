@@ -114,13 +114,14 @@ pub struct BundleInfo {
 /// Loads whichever network `source` holds onto `device`.
 pub fn load(source: &WeightSource, device: &Device) -> Result<Network, CheckpointError> {
     let path = match source {
-        WeightSource::Formula(_) => return load_stya2k(source, device).map(Network::StyA2K),
+        WeightSource::Formula(_) => return load_stya2k(source, device).map(|m| Network::StyA2K(Box::new(m))),
         WeightSource::NeatFormula(_) => return load_neat(source, device).map(Network::Neat),
         WeightSource::Bundle(path) => path,
     };
     let (info, tensors) = read_bundle(path)?;
     match info.model.as_str() {
-        STYA2K => build_strict(tensors, device, |_| path.clone(), "StyA2K", StyA2K::new).map(Network::StyA2K),
+        STYA2K => build_strict(tensors, device, |_| path.clone(), "StyA2K", StyA2K::new)
+            .map(|m| Network::StyA2K(Box::new(m))),
         NEAT => build_neat(&info, tensors, device, path).map(Network::Neat),
         _ => Err(CheckpointError::UnknownModel { path: path.clone(), found: info.model }),
     }

@@ -201,7 +201,7 @@ fn stylizer_factory(args: &ModelArgs) -> Result<Box<dyn Fn() -> Box<dyn Stylizer
             match network {
                 Network::StyA2K(model) => {
                     args.neat.refuse_for_stya2k()?;
-                    let prototype = StyA2kStylizer::new(model, &style.rgb, alpha).with_context(encoding)?;
+                    let prototype = StyA2kStylizer::new(*model, &style.rgb, alpha).with_context(encoding)?;
                     Ok(Box::new(move || Box::new(prototype.clone()) as Box<dyn Stylizer>))
                 }
                 Network::Neat(mut model) => {

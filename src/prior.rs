@@ -73,14 +73,14 @@ impl PriorConfig {
         if self.blur_kernel != 0 && self.blur_kernel % 2 == 0 {
             return bad("blur_kernel", self.blur_kernel.to_string(), "0 (off) or an odd number of pixels");
         }
-        if self.blur_kernel != 0 && !(self.blur_sigma > 0.0) {
+        if self.blur_kernel != 0 && !positive(self.blur_sigma) {
             return bad("blur_sigma", self.blur_sigma.to_string(), "a positive number of pixels");
         }
-        if self.bilateral_diameter == 0 || !(self.bilateral_sigma > 0.0) {
+        if self.bilateral_diameter == 0 || !positive(self.bilateral_sigma) {
             let value = format!("{} / {}", self.bilateral_diameter, self.bilateral_sigma);
             return bad("bilateral_diameter / bilateral_sigma", value, "both positive");
         }
-        if !(self.ridge > 0.0 && self.ridge.is_finite()) {
+        if !positive(self.ridge) {
             return bad("ridge", self.ridge.to_string(), "a small positive number such as 1e-7");
         }
         if !self.weight.is_finite() {
@@ -88,6 +88,10 @@ impl PriorConfig {
         }
         Ok(())
     }
+}
+
+fn positive(x: f64) -> bool {
+    x > 0.0 && x.is_finite()
 }
 
 /// What went wrong in the prior.

@@ -7,6 +7,7 @@ pub mod vgg;
 /// A network loaded from a bundle, as its `stylestream.model` metadata names it.
 #[derive(Debug, Clone)]
 pub enum Network {
-    StyA2K(stya2k::StyA2K),
+    /// Boxed: StyA2K's attention modules make it ten times NeAT's size on the stack.
+    StyA2K(Box<stya2k::StyA2K>),
     Neat(neat::Neat),
 }
