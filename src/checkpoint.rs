@@ -2,10 +2,13 @@
 //! formula weights of the golden tests.
 //!
 //! A bundle is one safetensors file per model. Keys are namespaced by the part of the network they
-//! belong to (`vgg.`, `a2k.`, `transform.`, `decoder.` for StyA2K) followed by the official state-dict
-//! key unchanged, so a bundle listing reads next to the official files. Metadata (string map):
-//! `stylestream.model` (`stya2k`), `stylestream.format` ([`FORMAT_VERSION`]), `stylestream.encoder`
-//! (where the frozen VGG came from) and `stylestream.training` (JSON: how the weights were made).
+//! belong to (`vgg.`, `a2k.`, `transform.`, `decoder.` for StyA2K; `vgg.`, `transform.alignN.`,
+//! `decoder.` for NeAT) followed by the official (or PAMA-style) state-dict key unchanged, so a bundle
+//! listing reads next to the official files. Metadata (string map): `stylestream.model` (`stya2k` or
+//! `neat`: what `--model` loads), `stylestream.format` ([`FORMAT_VERSION`]), `stylestream.encoder`
+//! (where the frozen VGG came from), `stylestream.training` (JSON: how the weights were made) and
+//! `stylestream.config` (JSON: the network's configuration, [`NeatConfig`] for NeAT; `{}` for StyA2K,
+//! and read as `{}` when absent, as in bundles written before it existed).
 //! Tensors may be stored as f32, f16 or bf16; they are upcast to f32 on load.
 pub mod formula;
 pub mod pth;
@@ -17,7 +20,9 @@ use std::sync::{Arc, Mutex};
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};
 
+use crate::models::neat::{Neat, NeatConfig};
 use crate::models::stya2k::StyA2K;
+use crate::models::Network;
 
 /// Bundle layout version this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -26,6 +31,11 @@ const META_MODEL: &str = "stylestream.model";
 const META_FORMAT: &str = "stylestream.format";
 const META_ENCODER: &str = "stylestream.encoder";
 const META_TRAINING: &str = "stylestream.training";
+const META_CONFIG: &str = "stylestream.config";
+
+/// `stylestream.model` of StyA2K and NeAT bundles.
+pub const STYA2K: &str = "stya2k";
+pub const NEAT: &str = "neat";
 
 /// The official StyA2K files and where their tensors go in a bundle: `(namespace, official file
 /// name)`. Keys inside each file are kept verbatim after the namespace (the official saver strips
@@ -55,29 +65,38 @@ pub enum CheckpointError {
     Format { path: PathBuf, found: String },
     #[error("{path}: holds a `{found}` model, expected `{expected}`")]
     WrongModel { path: PathBuf, found: String, expected: &'static str },
+    #[error("{path}: holds a `{found}` model; this build runs `{STYA2K}` and `{NEAT}`")]
+    UnknownModel { path: PathBuf, found: String },
+    #[error("{path}: `{META_CONFIG}` metadata: {message}")]
+    Config { path: PathBuf, message: String },
     #[error("{path}: {source}")]
     Pth { path: PathBuf, source: pth::PthError },
     #[error("{path}: {message}")]
     Tensors { path: PathBuf, message: String },
 }
 
-/// Where model weights come from: a bundle file, or `formula:SEED` (the golden tests' deterministic
-/// random weights: an untrained network, for tests and benchmarks).
+/// Where model weights come from: a bundle file (StyA2K or NeAT, as its metadata says), `formula:SEED`
+/// (StyA2K with the golden tests' deterministic random weights: an untrained network, for tests and
+/// benchmarks) or `formula-neat:SEED` (NeAT with formula weights and the default [`NeatConfig`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WeightSource {
     Bundle(PathBuf),
     Formula(u64),
+    NeatFormula(u64),
 }
 
 impl std::str::FromStr for WeightSource {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s.strip_prefix("formula:") {
-            Some(seed) => seed
-                .parse()
-                .map(WeightSource::Formula)
-                .map_err(|_| format!("`{s}`: the seed after `formula:` must be an unsigned integer")),
-            None => Ok(WeightSource::Bundle(PathBuf::from(s))),
+        let seed = |prefix: &str, seed: &str| {
+            seed.parse().map_err(|_| format!("`{s}`: the seed after `{prefix}` must be an unsigned integer"))
+        };
+        if let Some(rest) = s.strip_prefix("formula:") {
+            seed("formula:", rest).map(WeightSource::Formula)
+        } else if let Some(rest) = s.strip_prefix("formula-neat:") {
+            seed("formula-neat:", rest).map(WeightSource::NeatFormula)
+        } else {
+            Ok(WeightSource::Bundle(PathBuf::from(s)))
         }
     }
 }
@@ -150,6 +169,24 @@ pub struct BundleInfo {
     pub model: String,
     pub encoder: String,
     pub training: String,
+    /// The network's configuration, JSON (`{}` for StyA2K).
+    pub config: String,
+}
+
+/// Loads whichever network `source` holds onto `device`.
+pub fn load(source: &WeightSource, device: &Device) -> Result<Network, CheckpointError> {
+    let path = match source {
+        WeightSource::Formula(_) => return load_stya2k(source, device).map(|m| Network::StyA2K(Box::new(m))),
+        WeightSource::NeatFormula(_) => return load_neat(source, device).map(Network::Neat),
+        WeightSource::Bundle(path) => path,
+    };
+    let (info, tensors) = read_bundle(path)?;
+    match info.model.as_str() {
+        STYA2K => build_strict(tensors, device, |_| path.clone(), "StyA2K", StyA2K::new)
+            .map(|m| Network::StyA2K(Box::new(m))),
+        NEAT => build_neat(&info, tensors, device, path).map(Network::Neat),
+        _ => Err(CheckpointError::UnknownModel { path: path.clone(), found: info.model }),
+    }
 }
 
 /// Loads StyA2K from `source` onto `device`.
@@ -160,16 +197,21 @@ pub fn load_stya2k(source: &WeightSource, device: &Device) -> Result<StyA2K, Che
             StyA2K::new(formula::var_builder(*seed, device))
                 .map_err(|e| CheckpointError::Tensors { path, message: e.to_string() })
         }
+        WeightSource::NeatFormula(seed) => Err(CheckpointError::WrongModel {
+            path: PathBuf::from(format!("formula-neat:{seed}")),
+            found: NEAT.into(),
+            expected: STYA2K,
+        }),
         WeightSource::Bundle(path) => {
             let (info, tensors) = read_bundle(path)?;
-            if info.model != "stya2k" {
+            if info.model != STYA2K {
                 return Err(CheckpointError::WrongModel {
                     path: path.clone(),
                     found: info.model,
-                    expected: "stya2k",
+                    expected: STYA2K,
                 });
             }
-            build_stya2k(inference_tensors(&info, tensors)?, device, |_| path.clone())
+            build_strict(inference_tensors(&info, tensors)?, device, |_| path.clone(), "StyA2K", StyA2K::new)
         }
     }
 }
@@ -187,6 +229,49 @@ fn inference_tensors(
         }
     }
     Ok(tensors)
+}
+
+/// Loads NeAT from `source` onto `device`.
+pub fn load_neat(source: &WeightSource, device: &Device) -> Result<Neat, CheckpointError> {
+    match source {
+        WeightSource::NeatFormula(seed) => {
+            let path = PathBuf::from(format!("formula-neat:{seed}"));
+            Neat::new(NeatConfig::default(), formula::var_builder(*seed, device))
+                .map_err(|e| CheckpointError::Tensors { path, message: e.to_string() })
+        }
+        WeightSource::Formula(seed) => Err(CheckpointError::WrongModel {
+            path: PathBuf::from(format!("formula:{seed}")),
+            found: STYA2K.into(),
+            expected: NEAT,
+        }),
+        WeightSource::Bundle(path) => {
+            let (info, tensors) = read_bundle(path)?;
+            if info.model != NEAT {
+                return Err(CheckpointError::WrongModel {
+                    path: path.clone(),
+                    found: info.model,
+                    expected: NEAT,
+                });
+            }
+            build_neat(&info, tensors, device, path)
+        }
+    }
+}
+
+/// Builds NeAT from a bundle's tensors and its `stylestream.config`, strictly.
+fn build_neat(
+    info: &BundleInfo,
+    tensors: HashMap<String, Tensor>,
+    device: &Device,
+    path: &Path,
+) -> Result<Neat, CheckpointError> {
+    let config: NeatConfig = serde_json::from_str(&info.config)
+        .map_err(|e| CheckpointError::Config { path: path.to_path_buf(), message: e.to_string() })?;
+    config
+        .prior
+        .check()
+        .map_err(|e| CheckpointError::Config { path: path.to_path_buf(), message: e.to_string() })?;
+    build_strict(tensors, device, |_| path.to_path_buf(), "NeAT", |vb| Neat::new(config, vb))
 }
 
 /// Reads a bundle's metadata and tensors (upcast to f32, on the CPU).
@@ -210,6 +295,7 @@ pub fn read_bundle(path: &Path) -> Result<(BundleInfo, HashMap<String, Tensor>),
         model: field(META_MODEL)?,
         encoder: field(META_ENCODER)?,
         training: field(META_TRAINING)?,
+        config: meta.get(META_CONFIG).cloned().unwrap_or_else(|| "{}".into()),
     };
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(not_st)?;
     let mut tensors = HashMap::new();
@@ -269,6 +355,7 @@ pub fn write_bundle(
         (META_FORMAT.to_string(), FORMAT_VERSION.to_string()),
         (META_ENCODER.to_string(), info.encoder.clone()),
         (META_TRAINING.to_string(), info.training.clone()),
+        (META_CONFIG.to_string(), info.config.clone()),
     ]);
     let bytes = safetensors::tensor::serialize(views, &Some(meta)).map_err(|e| fail(e.to_string()))?;
     crate::output::write_atomically(path, &bytes)
@@ -307,29 +394,32 @@ pub fn import_official(paths: &[PathBuf; 4], out: &Path) -> Result<(), Checkpoin
         let ns = name.split('.').next().unwrap_or_default();
         sources.get(ns).cloned().unwrap_or_else(|| PathBuf::from(ns))
     };
-    build_stya2k(tensors.clone(), &Device::Cpu, source_of)?;
+    build_strict(tensors.clone(), &Device::Cpu, source_of, "StyA2K", StyA2K::new)?;
     let encoder = format!("official vgg_normalised ({})", paths[0].display());
     let training = serde_json::json!({
         "source": "official StyA2K checkpoints, imported",
         "files": paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
     })
     .to_string();
-    let info = BundleInfo { model: "stya2k".into(), encoder, training };
+    let info = BundleInfo { model: STYA2K.into(), encoder, training, config: "{}".into() };
     write_bundle(out, &info, &tensors)
 }
 
-/// Builds StyA2K from bundle tensors, strictly: every parameter present with its shape and nothing
-/// else. Errors name the tensor, the file it came from (`source_of`), and expected vs found shape.
-fn build_stya2k(
+/// Builds a network (`network` names it in errors) from bundle tensors, strictly: every parameter
+/// present with its shape and nothing else. Errors name the tensor, the file it came from
+/// (`source_of`), and expected vs found shape.
+fn build_strict<M>(
     tensors: HashMap<String, Tensor>,
     device: &Device,
     source_of: impl Fn(&str) -> PathBuf,
-) -> Result<StyA2K, CheckpointError> {
+    network: &str,
+    build: impl FnOnce(VarBuilder) -> candle_core::Result<M>,
+) -> Result<M, CheckpointError> {
     let names: Vec<String> = tensors.keys().cloned().collect();
     let backend = StrictBackend { tensors, used: Default::default() };
     let used = backend.used.clone();
     let vb = VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone());
-    let model = StyA2K::new(vb).map_err(|e| {
+    let model = build(vb).map_err(|e| {
         let message = e.to_string();
         let name = message.split('`').nth(1).unwrap_or_default().to_string();
         CheckpointError::Tensors { path: source_of(&name), message }
@@ -341,7 +431,7 @@ fn build_stya2k(
         None => Ok(model),
         Some(name) => Err(CheckpointError::Tensors {
             path: source_of(name),
-            message: format!("unexpected tensor `{name}`: StyA2K has no such parameter"),
+            message: format!("unexpected tensor `{name}`: {network} has no such parameter"),
         }),
     }
 }

@@ -7,9 +7,11 @@ use clap::{Parser, Subcommand};
 
 use crate::checkpoint::{self, WeightSource};
 use crate::image_io;
+use crate::models::neat::{Controls, Neat};
+use crate::models::Network;
 
 #[derive(Debug, Parser)]
-#[command(name = "stylestream", version, about = "Stylise images and video with StyA2K")]
+#[command(name = "stylestream", version, about = "Stylise images and video with StyA2K or NeAT")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -46,8 +48,9 @@ pub struct ImageArgs {
     /// Output image (.png keeps the content's alpha channel; .jpg/.jpeg).
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Model bundle (.safetensors), or `formula:SEED` for untrained deterministic weights.
-    #[arg(long, value_name = "PATH|formula:SEED")]
+    /// Model bundle (.safetensors, StyA2K or NeAT as its metadata says), or `formula:SEED` /
+    /// `formula-neat:SEED` for untrained deterministic StyA2K / NeAT weights.
+    #[arg(long, value_name = "PATH|formula:SEED|formula-neat:SEED")]
     pub model: WeightSource,
     /// Scale the content down so its longer side is at most N pixels (aspect kept).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..=16384))]
@@ -58,9 +61,65 @@ pub struct ImageArgs {
     /// Style strength: 0 reconstructs the content, 1 is the full style, above 1 exaggerates.
     #[arg(long, default_value_t = 1.0, value_parser = parse_alpha)]
     pub alpha: f64,
+    #[command(flatten)]
+    pub neat: NeatArgs,
     /// Replace OUTPUT if it exists.
     #[arg(long)]
     pub overwrite: bool,
+}
+
+/// NeAT's content-prior controls, on `image`, `video` and `stream`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "NeAT")]
+pub struct NeatArgs {
+    /// "Full" interpolation: --alpha also moves the content prior toward the content.
+    #[arg(long)]
+    pub alpha_prior: bool,
+    /// Blur of the content prior: Gaussian kernel in pixels (odd), 0 turns blur and bilateral filter
+    /// off (more content detail) [default: the checkpoint's, 7].
+    #[arg(long, value_name = "PX", value_parser = parse_blur)]
+    pub blur: Option<u32>,
+    /// Weight of the content prior in the output [default: the checkpoint's, 0.5].
+    #[arg(long, value_name = "W", value_parser = parse_prior_weight)]
+    pub prior_weight: Option<f64>,
+}
+
+impl NeatArgs {
+    /// Sets the prior's blur and weight on `model`.
+    pub fn apply(&self, model: &mut Neat) -> Result<()> {
+        let mut prior = model.config().prior;
+        if let Some(kernel) = self.blur {
+            prior = prior.with_blur(kernel);
+        }
+        prior.weight = self.prior_weight.unwrap_or(prior.weight);
+        Ok(model.set_prior(prior)?)
+    }
+
+    pub fn controls(&self, alpha: f64) -> Controls {
+        Controls { alpha, alpha_prior: self.alpha_prior }
+    }
+
+    /// Refuses NeAT options with a StyA2K model rather than ignore them.
+    pub fn refuse_for_stya2k(&self) -> Result<()> {
+        if self.alpha_prior || self.blur.is_some() || self.prior_weight.is_some() {
+            anyhow::bail!("--alpha-prior, --blur and --prior-weight control NeAT; this model is StyA2K");
+        }
+        Ok(())
+    }
+}
+
+fn parse_blur(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(k) if k == 0 || (k % 2 == 1 && k <= 99) => Ok(k),
+        _ => Err(format!("`{s}`: expected 0 (off) or an odd kernel size in pixels up to 99")),
+    }
+}
+
+fn parse_prior_weight(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(w) if (0.0..=2.0).contains(&w) => Ok(w),
+        _ => Err(format!("`{s}`: expected a prior weight from 0 to 2")),
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -114,15 +173,23 @@ fn image(args: ImageArgs) -> Result<()> {
         anyhow::bail!("{}: already exists (pass --overwrite to replace it)", args.output.display());
     }
     let device = Device::Cpu;
-    let model = checkpoint::load_stya2k(&args.model, &device)?;
+    let network = checkpoint::load(&args.model, &device)?;
     let content = image_io::read_picture(&args.content, args.max_side, &device)?;
     let style = image_io::read_picture(&args.style, Some(args.style_size), &device)?;
-    let features = model
-        .encode_style(&style.rgb)
-        .with_context(|| format!("{}: encoding the style", args.style.display()))?;
-    let out = model
-        .stylize(&content.rgb, &features, args.alpha)
-        .with_context(|| format!("{}: stylising", args.content.display()))?;
+    let encoding = || format!("{}: encoding the style", args.style.display());
+    let stylising = || format!("{}: stylising", args.content.display());
+    let out = match network {
+        Network::StyA2K(model) => {
+            args.neat.refuse_for_stya2k()?;
+            let features = model.encode_style(&style.rgb).with_context(encoding)?;
+            model.stylize(&content.rgb, &features, args.alpha).with_context(stylising)?
+        }
+        Network::Neat(mut model) => {
+            args.neat.apply(&mut model)?;
+            let features = model.encode_style(&style.rgb).with_context(encoding)?;
+            model.stylize(&content.rgb, &features, args.neat.controls(args.alpha)).with_context(stylising)?
+        }
+    };
     image_io::write_picture(&args.output, image_io::to_rgb8(&out)?, content.alpha.as_ref(), args.overwrite)?;
     Ok(())
 }

@@ -6,15 +6,18 @@ use candle_core::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::checkpoint::{self, WeightSource};
+use crate::cli::NeatArgs;
 use crate::image_io;
-use crate::video::{self, batch, file, live, Identity, StyA2kStylizer, Stylizer};
+use crate::models::Network;
+use crate::video::{self, batch, file, live, Identity, NeatStylizer, StyA2kStylizer, Stylizer};
 
 /// Which network stylises the frames.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelChoice {
     /// Frames pass through unchanged (pipeline checks and I/O benchmarks).
     Identity,
-    StyA2K(WeightSource),
+    /// StyA2K or NeAT, as the weights say.
+    Network(WeightSource),
 }
 
 impl std::str::FromStr for ModelChoice {
@@ -22,7 +25,7 @@ impl std::str::FromStr for ModelChoice {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "identity" => Ok(ModelChoice::Identity),
-            other => other.parse().map(ModelChoice::StyA2K),
+            other => other.parse().map(ModelChoice::Network),
         }
     }
 }
@@ -34,8 +37,9 @@ pub struct ModelArgs {
     /// style while running.
     #[arg(long)]
     pub style: Option<PathBuf>,
-    /// Model bundle (.safetensors), `formula:SEED` (untrained test weights) or `identity`.
-    #[arg(long, value_name = "PATH|formula:SEED|identity")]
+    /// Model bundle (.safetensors, StyA2K or NeAT), `formula:SEED` / `formula-neat:SEED` (untrained
+    /// StyA2K / NeAT test weights) or `identity`.
+    #[arg(long, value_name = "PATH|formula:SEED|formula-neat:SEED|identity")]
     pub model: ModelChoice,
     /// Style strength: 0 keeps the content, 1 is the full style, up to 2 exaggerates.
     #[arg(long, default_value_t = 1.0, value_parser = crate::cli::parse_alpha)]
@@ -43,6 +47,8 @@ pub struct ModelArgs {
     /// Scale the style image down so its longer side is at most N pixels.
     #[arg(long, value_name = "N", default_value_t = 512)]
     pub style_size: u32,
+    #[command(flatten)]
+    pub neat: NeatArgs,
 }
 
 /// Temporal-consistency options shared by `video` and `stream`.
@@ -166,14 +172,25 @@ fn stylizer_factory(args: &ModelArgs) -> Result<Box<dyn Fn() -> Box<dyn Stylizer
     let (style, alpha, style_size) = (args.style.as_ref(), args.alpha, args.style_size);
     match &args.model {
         ModelChoice::Identity => Ok(Box::new(|| Box::new(Identity) as Box<dyn Stylizer>)),
-        ModelChoice::StyA2K(source) => {
+        ModelChoice::Network(source) => {
             let style_path = style.context("--style is needed with this model")?;
             let device = Device::Cpu;
-            let model = checkpoint::load_stya2k(source, &device)?;
+            let network = checkpoint::load(source, &device)?;
             let style = image_io::read_picture(style_path, Some(style_size), &device)?;
-            let prototype = StyA2kStylizer::new(model, &style.rgb, alpha)
-                .with_context(|| format!("{}: encoding the style", style_path.display()))?;
-            Ok(Box::new(move || Box::new(prototype.clone()) as Box<dyn Stylizer>))
+            let encoding = || format!("{}: encoding the style", style_path.display());
+            match network {
+                Network::StyA2K(model) => {
+                    args.neat.refuse_for_stya2k()?;
+                    let prototype = StyA2kStylizer::new(*model, &style.rgb, alpha).with_context(encoding)?;
+                    Ok(Box::new(move || Box::new(prototype.clone()) as Box<dyn Stylizer>))
+                }
+                Network::Neat(mut model) => {
+                    args.neat.apply(&mut model)?;
+                    let controls = args.neat.controls(alpha);
+                    let prototype = NeatStylizer::new(model, &style.rgb, controls).with_context(encoding)?;
+                    Ok(Box::new(move || Box::new(prototype.clone()) as Box<dyn Stylizer>))
+                }
+            }
         }
     }
 }

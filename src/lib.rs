@@ -15,6 +15,7 @@ pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod output;
+pub mod prior;
 #[cfg(feature = "media")]
 pub mod temporal;
 pub mod train;

@@ -8,7 +8,12 @@ use common::{golden_image, GoldenImage};
 use stylestream::checkpoint::{self, formula, BundleInfo, CheckpointError, WeightSource};
 
 fn info() -> BundleInfo {
-    BundleInfo { model: "stya2k".into(), encoder: "formula:7".into(), training: "{}".into() }
+    BundleInfo {
+        model: "stya2k".into(),
+        encoder: "formula:7".into(),
+        training: "{}".into(),
+        config: "{}".into(),
+    }
 }
 
 fn output_of(source: &WeightSource) -> Vec<f32> {

@@ -5,12 +5,18 @@
 //! row-major order `u = 2 * (splitmix64(fnv1a64(key) ^ seed + i) >> 11) / 2^53 - 1` in [-1, 1), and
 //! the value (f64, rounded once to f32) is `u * sqrt(6 / fan_in)` for 4-d conv weights, `1 + u / 2`
 //! for `sim_alpha`, `u / 2` for `sim_beta`, `u / 20` for everything else (biases).
+//!
+//! NeAT's formula checkpoint (`formula-neat:SEED`, our definition: no NeAT fixtures exist) is the same
+//! rule over NeAT's keys with namespaces `vgg`, `transform`, `decoder` (e.g. `vgg:2.weight`, the same
+//! encoder as StyA2K's; `transform:align1.attn.f.weight`; `decoder:28.bias`) and the default
+//! [`NeatConfig`] (paper prior: blur 7 px / sigma 1.4, bilateral 25 / 100, ridge 1e-7, weight 0.5).
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device, Result, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};
 
+use crate::models::neat::{Neat, NeatConfig};
 use crate::models::stya2k::StyA2K;
 use crate::models::vgg::Vgg;
 
@@ -59,18 +65,23 @@ pub fn var_builder(seed: u64, device: &Device) -> VarBuilder<'static> {
 
 /// Every StyA2K parameter under its bundle key, from the formula (to write a bundle of them).
 pub fn stya2k_tensors(seed: u64) -> Result<HashMap<String, Tensor>> {
-    record(seed, |vb| StyA2K::new(vb).map(|_| ()))
+    record(seed, StyA2K::new)
 }
 
 /// The `vgg.` tensors of the formula: the fixed random encoder `random:SEED` (see
 /// `checkpoint::Encoder`). He-uniform conv weights (`u * sqrt(6 / fan_in)`) keep the activation scale
 /// through the ReLU stack, and the colour conv is a random 3x3 colour mixing.
 pub fn vgg_tensors(seed: u64) -> Result<HashMap<String, Tensor>> {
-    record(seed, |vb| Vgg::new(vb.pp("vgg")).map(|_| ()))
+    record(seed, |vb| Vgg::new(vb.pp("vgg")))
 }
 
-/// The formula tensors a network constructor asks for, under their bundle keys.
-fn record(seed: u64, build: impl FnOnce(VarBuilder) -> Result<()>) -> Result<HashMap<String, Tensor>> {
+/// Every NeAT parameter under its bundle key, from the formula (to write a bundle of them).
+pub fn neat_tensors(seed: u64, config: NeatConfig) -> Result<HashMap<String, Tensor>> {
+    record(seed, |vb| Neat::new(config, vb))
+}
+
+/// The tensors `build` asks for, made by the formula.
+fn record<M>(seed: u64, build: impl FnOnce(VarBuilder) -> Result<M>) -> Result<HashMap<String, Tensor>> {
     let made = Arc::new(Mutex::new(HashMap::new()));
     let backend = FormulaBackend { seed, made: Some(made.clone()) };
     build(VarBuilder::from_backend(Box::new(backend), DType::F32, Device::Cpu))?;

@@ -13,7 +13,7 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::{Conv2d, VarBuilder};
 
 use crate::models::vgg::Vgg;
-use crate::nn::{conv1x1, mean_variance_norm, reflect_pad, ReflectConv3x3};
+use crate::nn::{blend, conv1x1, mean_variance_norm, reflect_pad, upsample2, ReflectConv3x3};
 use crate::ops::blocked_attention::{
     aggregate_style_patches, block, distributed_attention, progressive_attention, HEADS,
 };
@@ -196,11 +196,6 @@ impl Decoder {
     }
 }
 
-fn upsample2(x: &Tensor) -> Result<Tensor> {
-    let (_, _, h, w) = x.dims4()?;
-    x.upsample_nearest2d(2 * h, 2 * w)
-}
-
 /// A style image, encoded once and reused for every frame (the style half of the network).
 #[derive(Debug, Clone)]
 pub struct StyleFeatures {
@@ -303,14 +298,6 @@ impl StyA2K {
         let output = self.decoder.forward(&blend(fc4, &transform, alpha)?, &blend(fc3, &a2k3, alpha)?)?;
         Ok(Trace { content_taps, a2k3, transform, output })
     }
-}
-
-/// `(1 - alpha) content + alpha styled`; exactly `styled` at alpha 1.
-fn blend(content: &Tensor, styled: &Tensor, alpha: f64) -> Result<Tensor> {
-    if alpha == 1.0 {
-        return Ok(styled.clone());
-    }
-    (styled * alpha)? + (content * (1.0 - alpha))?
 }
 
 /// Reflect-pads `[1, 3, H, W]` at the bottom and right to multiples of [`PAD_MULTIPLE`].

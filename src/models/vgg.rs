@@ -43,8 +43,17 @@ pub struct Vgg {
 impl Vgg {
     /// Loads the used layers from `vb` (keys `0.weight`, `0.bias`, `2.weight`, ...).
     pub fn new(vb: VarBuilder) -> Result<Self> {
+        Self::new_to(5, vb)
+    }
+
+    /// Loads only the first `depth` slices (1..=5), up to relu{depth}_1: NeAT stops at relu4_1, so its
+    /// bundles leave out conv5_1's 2.4 M parameters.
+    pub fn new_to(depth: usize, vb: VarBuilder) -> Result<Self> {
+        if !(1..=SLICES.len()).contains(&depth) {
+            candle_core::bail!("the VGG encoder has taps relu1_1 .. relu5_1, asked for depth {depth}");
+        }
         let colour = conv1x1(3, 3, vb.pp("0"))?;
-        let slices = SLICES
+        let slices = SLICES[..depth]
             .iter()
             .map(|slice| {
                 slice
@@ -63,8 +72,26 @@ impl Vgg {
 
     /// Runs the first `depth` slices (1..=5) and returns their outputs relu1_1 .. relu{depth}_1.
     pub fn forward_to(&self, x: &Tensor, depth: usize) -> Result<Vec<Tensor>> {
-        let mut x = self.colour.forward(x)?;
         let mut taps = Vec::with_capacity(depth);
+        self.run(x, depth, |tap| taps.push(tap.clone()))?;
+        Ok(taps)
+    }
+
+    /// Runs the first `depth` slices (1..=5) and returns only relu{depth}_1. Earlier taps are freed as
+    /// soon as the next layer has read them: at 3840x2160, relu1_1 alone is 2 GB of f32.
+    pub fn forward_last(&self, x: &Tensor, depth: usize) -> Result<Tensor> {
+        self.run(x, depth, |_| ())
+    }
+
+    /// The first `depth` slices, handing each tap to `on_tap`; returns the last one.
+    fn run(&self, x: &Tensor, depth: usize, mut on_tap: impl FnMut(&Tensor)) -> Result<Tensor> {
+        if depth > self.slices.len() {
+            candle_core::bail!(
+                "this encoder was loaded to relu{}_1, asked for relu{depth}_1",
+                self.slices.len()
+            );
+        }
+        let mut x = self.colour.forward(x)?;
         for (i, slice) in self.slices.iter().take(depth).enumerate() {
             let _span = tracing::trace_span!("vgg_slice", tap = i + 1).entered();
             for layer in slice {
@@ -73,9 +100,9 @@ impl Vgg {
                     Layer::Pool => max_pool2x2_ceil(&x)?,
                 };
             }
-            taps.push(x.clone());
+            on_tap(&x);
         }
-        Ok(taps)
+        Ok(x)
     }
 
     /// All five taps relu1_1 .. relu5_1.

@@ -1,4 +1,4 @@
-//! Reflection padding and ceil-mode max pooling on `[B, C, H, W]` tensors.
+//! Reflection padding, ceil-mode max pooling and nearest x2 upsampling on `[B, C, H, W]` tensors.
 use candle_core::{Result, Tensor};
 
 /// Index of the source pixel that reflection padding copies into position `i` of a padded axis, for
@@ -62,6 +62,13 @@ pub fn max_pool2x2_ceil(x: &Tensor) -> Result<Tensor> {
         x = Tensor::cat(&[&x, &x.narrow(3, w - 1, 1)?], 3)?;
     }
     x.max_pool2d(2)
+}
+
+/// Nearest-neighbour x2 upsampling, the decoders' inverse of the encoder's pools:
+/// `[B, C, H, W] -> [B, C, 2H, 2W]`.
+pub fn upsample2(x: &Tensor) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    x.upsample_nearest2d(2 * h, 2 * w)
 }
 
 #[cfg(test)]

@@ -63,7 +63,7 @@ pub fn save(
     tensors.extend(frozen.iter().map(|(k, v)| (k.clone(), v.clone())));
     tensors.extend(adam.state(&format!("{TRAINING_STATE}adam.")));
     let training = serde_json::to_string(meta).map_err(|e| TrainError::Config(e.to_string()))?;
-    let info = BundleInfo { model: "stya2k".into(), encoder: encoder.into(), training };
+    let info = BundleInfo { model: "stya2k".into(), encoder: encoder.into(), training, config: "{}".into() };
     let path = path_for(out, meta.step);
     checkpoint::write_bundle(&path, &info, &tensors)?;
     let all = list(out)?;
@@ -84,7 +84,7 @@ pub fn export(
     let mut tensors = params;
     tensors.extend(frozen.iter().map(|(k, v)| (k.clone(), v.clone())));
     let training = serde_json::to_string(meta).map_err(|e| TrainError::Config(e.to_string()))?;
-    let info = BundleInfo { model: "stya2k".into(), encoder: encoder.into(), training };
+    let info = BundleInfo { model: "stya2k".into(), encoder: encoder.into(), training, config: "{}".into() };
     Ok(checkpoint::write_bundle(path, &info, &tensors)?)
 }
 

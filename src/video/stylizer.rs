@@ -1,6 +1,7 @@
 //! The model behind the video stages: anything that maps a frame tensor to a frame tensor.
 use candle_core::{Result, Tensor};
 
+use crate::models::neat::{Controls, Neat, NeatStyle};
 use crate::models::stya2k::{StyA2K, StyleFeatures};
 
 /// A per-frame image-to-image model. Frames are `[1, 3, H, W]` RGB in [0, 1]; the output has the same
@@ -43,6 +44,32 @@ impl StyA2kStylizer {
 impl Stylizer for StyA2kStylizer {
     fn stylize(&mut self, frame: &Tensor) -> Result<Tensor> {
         self.model.stylize(frame, &self.style, self.alpha)
+    }
+
+    fn set_style(&mut self, style: &Tensor) -> Result<()> {
+        self.style = self.model.encode_style(style)?;
+        Ok(())
+    }
+}
+
+/// NeAT with the style (colour statistics, PAMA keys and values) prepared once for every frame.
+#[derive(Clone)]
+pub struct NeatStylizer {
+    model: Neat,
+    style: NeatStyle,
+    controls: Controls,
+}
+
+impl NeatStylizer {
+    pub fn new(model: Neat, style: &Tensor, controls: Controls) -> Result<Self> {
+        let style = model.encode_style(style)?;
+        Ok(Self { model, style, controls })
+    }
+}
+
+impl Stylizer for NeatStylizer {
+    fn stylize(&mut self, frame: &Tensor) -> Result<Tensor> {
+        self.model.stylize(frame, &self.style, self.controls)
     }
 
     fn set_style(&mut self, style: &Tensor) -> Result<()> {
