@@ -92,10 +92,19 @@ pub struct BundleInfo {
 
 /// Loads StyA2K from `source` onto `device`.
 pub fn load_stya2k(source: &WeightSource, device: &Device) -> Result<StyA2K, CheckpointError> {
+    load_stya2k_as(source, device, DType::F32)
+}
+
+/// As [`load_stya2k`], with every weight cast to `dtype` (f16/bf16 inference).
+pub fn load_stya2k_as(
+    source: &WeightSource,
+    device: &Device,
+    dtype: DType,
+) -> Result<StyA2K, CheckpointError> {
     match source {
         WeightSource::Formula(seed) => {
             let path = PathBuf::from(format!("formula:{seed}"));
-            StyA2K::new(formula::var_builder(*seed, device))
+            StyA2K::new(formula::var_builder(*seed, device).set_dtype(dtype))
                 .map_err(|e| CheckpointError::Tensors { path, message: e.to_string() })
         }
         WeightSource::Bundle(path) => {
@@ -107,7 +116,7 @@ pub fn load_stya2k(source: &WeightSource, device: &Device) -> Result<StyA2K, Che
                     expected: "stya2k",
                 });
             }
-            build_stya2k(tensors, device, |_| path.clone())
+            build_stya2k(tensors, device, dtype, |_| path.clone())
         }
     }
 }
@@ -230,7 +239,7 @@ pub fn import_official(paths: &[PathBuf; 4], out: &Path) -> Result<(), Checkpoin
         let ns = name.split('.').next().unwrap_or_default();
         sources.get(ns).cloned().unwrap_or_else(|| PathBuf::from(ns))
     };
-    build_stya2k(tensors.clone(), &Device::Cpu, source_of)?;
+    build_stya2k(tensors.clone(), &Device::Cpu, DType::F32, source_of)?;
     let encoder = format!("official vgg_normalised ({})", paths[0].display());
     let training = serde_json::json!({
         "source": "official StyA2K checkpoints, imported",
@@ -246,12 +255,13 @@ pub fn import_official(paths: &[PathBuf; 4], out: &Path) -> Result<(), Checkpoin
 fn build_stya2k(
     tensors: HashMap<String, Tensor>,
     device: &Device,
+    dtype: DType,
     source_of: impl Fn(&str) -> PathBuf,
 ) -> Result<StyA2K, CheckpointError> {
     let names: Vec<String> = tensors.keys().cloned().collect();
     let backend = StrictBackend { tensors, used: Default::default() };
     let used = backend.used.clone();
-    let vb = VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone());
+    let vb = VarBuilder::from_backend(Box::new(backend), dtype, device.clone());
     let model = StyA2K::new(vb).map_err(|e| {
         let message = e.to_string();
         let name = message.split('`').nth(1).unwrap_or_default().to_string();

@@ -2,10 +2,11 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use candle_core::Device;
+use candle_core::DType;
 use clap::{Parser, Subcommand};
 
 use crate::checkpoint::{self, WeightSource};
+use crate::device::{DeviceChoice, Precision};
 use crate::image_io;
 
 #[derive(Debug, Parser)]
@@ -59,6 +60,12 @@ pub struct ImageArgs {
     /// Replace OUTPUT if it exists.
     #[arg(long)]
     pub overwrite: bool,
+    /// Where the model runs: cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu", value_name = "cpu|cuda[:N]")]
+    pub device: DeviceChoice,
+    /// Storage type of weights and activations (attention and normalisation sums stay f32).
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
 }
 
 #[derive(Debug, clap::Args)]
@@ -110,15 +117,17 @@ fn image(args: ImageArgs) -> Result<()> {
     if !args.overwrite && args.output.exists() {
         anyhow::bail!("{}: already exists (pass --overwrite to replace it)", args.output.display());
     }
-    let device = Device::Cpu;
-    let model = checkpoint::load_stya2k(&args.model, &device)?;
+    let device = args.device.open()?;
+    let dtype = args.precision.dtype();
+    let model = checkpoint::load_stya2k_as(&args.model, &device, dtype)?;
     let content = image_io::read_picture(&args.content, args.max_side, &device)?;
     let style = image_io::read_picture(&args.style, Some(args.style_size), &device)?;
     let features = model
-        .encode_style(&style.rgb)
+        .encode_style(&style.rgb.to_dtype(dtype)?)
         .with_context(|| format!("{}: encoding the style", args.style.display()))?;
     let out = model
-        .stylize(&content.rgb, &features, args.alpha)
+        .stylize(&content.rgb.to_dtype(dtype)?, &features, args.alpha)
+        .and_then(|out| out.to_dtype(DType::F32))
         .with_context(|| format!("{}: stylising", args.content.display()))?;
     image_io::write_picture(&args.output, image_io::to_rgb8(&out)?, content.alpha.as_ref(), args.overwrite)?;
     Ok(())

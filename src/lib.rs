@@ -8,6 +8,7 @@ pub mod cli;
 mod cli_measure;
 #[cfg(feature = "media")]
 mod cli_video;
+pub mod device;
 pub mod image_io;
 pub mod models;
 pub mod nn;
