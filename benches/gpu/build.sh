@@ -16,7 +16,7 @@ rm -rf "$bundle" && mkdir -p "$bundle"
 
 common=(--release --no-default-features)
 cargo build "${common[@]}" --features cuda --bin stylestream
-bench=$(cargo bench --no-run "${common[@]}" --features cuda --bench cuda_stya2k --message-format=json \
+bench=$(cargo bench --no-run --no-default-features --features cuda --bench cuda_stya2k --message-format=json \
   | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | grep cuda_stya2k)
 cp "$CARGO_TARGET_DIR/release/stylestream" "$bundle/stylestream"
 cp "$bench" "$bundle/cuda_stya2k"

@@ -17,7 +17,7 @@ nvidia-smi 2>&1 | tee "$OUT/nvidia-smi.txt" || { echo "nvidia-smi failed: no usa
 
 # The CUDA libraries candle links (cuBLAS, cuRAND, cudart, NVRTC) come from the machine's Python
 # `nvidia` wheels (shared/docs/gpu.md); the driver's libcuda from the system.
-nvidia_dir=$(python3 -c 'import nvidia, os; print(os.path.dirname(nvidia.__file__))')
+nvidia_dir=$(python3 -c 'import nvidia; print(list(nvidia.__path__)[0])')
 for lib in "$nvidia_dir"/*/lib; do LD_LIBRARY_PATH="$lib:${LD_LIBRARY_PATH:-}"; done
 export LD_LIBRARY_PATH="${LD_LIBRARY_PATH}:/usr/local/nvidia/lib64"
 bin=/tmp/stylestream-gpu
@@ -35,17 +35,24 @@ else
   skip=(--skip golden_real_trained_a2k)
 fi
 status=0
-"$bin/cuda" --test-threads=1 --nocapture "${skip[@]}" 2>&1 | tee "$OUT/tests.log"
+"$bin/cuda" --test-threads=1 --nocapture ${skip[@]+"${skip[@]}"} 2>&1 | tee "$OUT/tests.log"
 tests=${PIPESTATUS[0]}
 [ "$tests" = 0 ] || status=1
 grep -E "skipped|test result" "$OUT/tests.log" | tee -a "$OUT/summary.txt"
+if grep -q "skipped: no CUDA device" "$OUT/tests.log"; then
+  echo "FAILED: the tests found no CUDA device, so nothing was checked" | tee -a "$OUT/summary.txt"; status=1
+fi
 
 for precision in f32 f16; do
-  /usr/bin/time -f "image --device cuda --precision $precision: %e s wall (load + style + one frame)" \
-    "$bin/stylestream" image --content tests/fixtures/images/chelsea.png \
+  start=$(date +%s.%N)
+  if "$bin/stylestream" image --content tests/fixtures/images/chelsea.png \
     --style tests/fixtures/images/hubble_deep_field.jpg --model formula:20261122 \
-    --device cuda --precision "$precision" -o "$OUT/chelsea_$precision.png" --overwrite 2>&1 \
-    | tee -a "$OUT/summary.txt" || status=1
+    --device cuda --precision "$precision" -o "$OUT/chelsea_$precision.png" --overwrite 2>&1 | tee -a "$OUT/summary.txt"; then
+    echo "image --device cuda --precision $precision: ok, $(echo "$(date +%s.%N) - $start" | bc) s (load + style + one frame)" \
+      | tee -a "$OUT/summary.txt"
+  else
+    echo "image --device cuda --precision $precision: FAILED" | tee -a "$OUT/summary.txt"; status=1
+  fi
 done
 
 "$bin/cuda_stya2k" "$@" 2>&1 | tee "$OUT/bench.md"
