@@ -18,6 +18,8 @@ const DA_THREADS: u32 = 128;
 /// Content x style patches per block of `a2k_match_*` (`PA_TILE`), and its threads (`PA_THREADS`).
 const PA_TILE: u32 = 64;
 const PA_THREADS: u32 = 256;
+/// Positions per region (threads per block) of `a2k_local_*`.
+const MAX_REGION_POSITIONS: usize = 256;
 /// Static shared memory a block may use without opting in to more.
 const SHARED_MEMORY_LIMIT: usize = 48 * 1024;
 
@@ -111,12 +113,13 @@ fn progressive_as<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     let (q, k, v) = (view::<T>(q)?, view::<T>(k)?, view::<T>(v)?);
     let d = padded_head_dim(g)?;
     let r = g.region * g.region;
-    // The matched style patch's keys and values as f32 rows of d.
+    // The matched style patch's keys and values as f32 rows of d; one thread per position, each
+    // with ~170 registers (ptxas, D = 64), so at most 256 threads fit a multiprocessor's 64K.
     let shared = 2 * r * d * std::mem::size_of::<f32>();
-    if r > 1024 || shared > SHARED_MEMORY_LIMIT {
+    if r > MAX_REGION_POSITIONS || shared > SHARED_MEMORY_LIMIT {
         candle_core::bail!(
             "progressive attention on CUDA holds a {0}x{0} region of {d}-channel heads in shared memory; \
-             at most {SHARED_MEMORY_LIMIT} bytes and 1024 positions, this needs {shared} and {r}",
+             at most {SHARED_MEMORY_LIMIT} bytes and {MAX_REGION_POSITIONS} positions, this needs {shared} and {r}",
             g.region
         );
     }
