@@ -175,15 +175,29 @@ pub struct BundleInfo {
 
 /// Loads whichever network `source` holds onto `device`.
 pub fn load(source: &WeightSource, device: &Device) -> Result<Network, CheckpointError> {
+    load_as(source, device, DType::F32)
+}
+
+/// As [`load`], with StyA2K's weights cast to `dtype` (f16/bf16 inference); NeAT runs in f32 only.
+pub fn load_as(source: &WeightSource, device: &Device, dtype: DType) -> Result<Network, CheckpointError> {
     let path = match source {
-        WeightSource::Formula(_) => return load_stya2k(source, device).map(|m| Network::StyA2K(Box::new(m))),
+        WeightSource::Formula(_) => {
+            return load_stya2k_as(source, device, dtype).map(|m| Network::StyA2K(Box::new(m)))
+        }
         WeightSource::NeatFormula(_) => return load_neat(source, device).map(Network::Neat),
         WeightSource::Bundle(path) => path,
     };
     let (info, tensors) = read_bundle(path)?;
     match info.model.as_str() {
-        STYA2K => build_strict(tensors, device, |_| path.clone(), "StyA2K", StyA2K::new)
-            .map(|m| Network::StyA2K(Box::new(m))),
+        STYA2K => build_strict(
+            inference_tensors(&info, tensors)?,
+            device,
+            dtype,
+            |_| path.clone(),
+            "StyA2K",
+            StyA2K::new,
+        )
+        .map(|m| Network::StyA2K(Box::new(m))),
         NEAT => build_neat(&info, tensors, device, path).map(Network::Neat),
         _ => Err(CheckpointError::UnknownModel { path: path.clone(), found: info.model }),
     }
@@ -191,10 +205,19 @@ pub fn load(source: &WeightSource, device: &Device) -> Result<Network, Checkpoin
 
 /// Loads StyA2K from `source` onto `device`.
 pub fn load_stya2k(source: &WeightSource, device: &Device) -> Result<StyA2K, CheckpointError> {
+    load_stya2k_as(source, device, DType::F32)
+}
+
+/// As [`load_stya2k`], with every weight cast to `dtype` (f16/bf16 inference).
+pub fn load_stya2k_as(
+    source: &WeightSource,
+    device: &Device,
+    dtype: DType,
+) -> Result<StyA2K, CheckpointError> {
     match source {
         WeightSource::Formula(seed) => {
             let path = PathBuf::from(format!("formula:{seed}"));
-            StyA2K::new(formula::var_builder(*seed, device))
+            StyA2K::new(formula::var_builder(*seed, device).set_dtype(dtype))
                 .map_err(|e| CheckpointError::Tensors { path, message: e.to_string() })
         }
         WeightSource::NeatFormula(seed) => Err(CheckpointError::WrongModel {
@@ -211,7 +234,14 @@ pub fn load_stya2k(source: &WeightSource, device: &Device) -> Result<StyA2K, Che
                     expected: STYA2K,
                 });
             }
-            build_strict(inference_tensors(&info, tensors)?, device, |_| path.clone(), "StyA2K", StyA2K::new)
+            build_strict(
+                inference_tensors(&info, tensors)?,
+                device,
+                dtype,
+                |_| path.clone(),
+                "StyA2K",
+                StyA2K::new,
+            )
         }
     }
 }
@@ -271,7 +301,7 @@ fn build_neat(
         .prior
         .check()
         .map_err(|e| CheckpointError::Config { path: path.to_path_buf(), message: e.to_string() })?;
-    build_strict(tensors, device, |_| path.to_path_buf(), "NeAT", |vb| Neat::new(config, vb))
+    build_strict(tensors, device, DType::F32, |_| path.to_path_buf(), "NeAT", |vb| Neat::new(config, vb))
 }
 
 /// Reads a bundle's metadata and tensors (upcast to f32, on the CPU).
@@ -394,7 +424,7 @@ pub fn import_official(paths: &[PathBuf; 4], out: &Path) -> Result<(), Checkpoin
         let ns = name.split('.').next().unwrap_or_default();
         sources.get(ns).cloned().unwrap_or_else(|| PathBuf::from(ns))
     };
-    build_strict(tensors.clone(), &Device::Cpu, source_of, "StyA2K", StyA2K::new)?;
+    build_strict(tensors.clone(), &Device::Cpu, DType::F32, source_of, "StyA2K", StyA2K::new)?;
     let encoder = format!("official vgg_normalised ({})", paths[0].display());
     let training = serde_json::json!({
         "source": "official StyA2K checkpoints, imported",
@@ -411,6 +441,7 @@ pub fn import_official(paths: &[PathBuf; 4], out: &Path) -> Result<(), Checkpoin
 fn build_strict<M>(
     tensors: HashMap<String, Tensor>,
     device: &Device,
+    dtype: DType,
     source_of: impl Fn(&str) -> PathBuf,
     network: &str,
     build: impl FnOnce(VarBuilder) -> candle_core::Result<M>,
@@ -418,7 +449,7 @@ fn build_strict<M>(
     let names: Vec<String> = tensors.keys().cloned().collect();
     let backend = StrictBackend { tensors, used: Default::default() };
     let used = backend.used.clone();
-    let vb = VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone());
+    let vb = VarBuilder::from_backend(Box::new(backend), dtype, device.clone());
     let model = build(vb).map_err(|e| {
         let message = e.to_string();
         let name = message.split('`').nth(1).unwrap_or_default().to_string();

@@ -2,10 +2,11 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use candle_core::Device;
+use candle_core::DType;
 use clap::{Parser, Subcommand};
 
 use crate::checkpoint::{self, WeightSource};
+use crate::device::{DeviceChoice, Precision};
 use crate::image_io;
 use crate::models::neat::{Controls, Neat};
 use crate::models::Network;
@@ -66,6 +67,12 @@ pub struct ImageArgs {
     /// Replace OUTPUT if it exists.
     #[arg(long)]
     pub overwrite: bool,
+    /// Where the model runs: cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu", value_name = "cpu|cuda[:N]")]
+    pub device: DeviceChoice,
+    /// Storage type of weights and activations (attention and normalisation sums stay f32).
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
 }
 
 /// NeAT's content-prior controls, on `image`, `video` and `stream`.
@@ -172,8 +179,9 @@ fn image(args: ImageArgs) -> Result<()> {
     if !args.overwrite && args.output.exists() {
         anyhow::bail!("{}: already exists (pass --overwrite to replace it)", args.output.display());
     }
-    let device = Device::Cpu;
-    let network = checkpoint::load(&args.model, &device)?;
+    let device = args.device.open()?;
+    let dtype = args.precision.dtype();
+    let network = checkpoint::load_as(&args.model, &device, dtype)?;
     let content = image_io::read_picture(&args.content, args.max_side, &device)?;
     let style = image_io::read_picture(&args.style, Some(args.style_size), &device)?;
     let encoding = || format!("{}: encoding the style", args.style.display());
@@ -181,8 +189,9 @@ fn image(args: ImageArgs) -> Result<()> {
     let out = match network {
         Network::StyA2K(model) => {
             args.neat.refuse_for_stya2k()?;
-            let features = model.encode_style(&style.rgb).with_context(encoding)?;
-            model.stylize(&content.rgb, &features, args.alpha).with_context(stylising)?
+            let features = model.encode_style(&style.rgb.to_dtype(dtype)?).with_context(encoding)?;
+            let out = model.stylize(&content.rgb.to_dtype(dtype)?, &features, args.alpha);
+            out.and_then(|out| out.to_dtype(DType::F32)).with_context(stylising)?
         }
         Network::Neat(mut model) => {
             args.neat.apply(&mut model)?;

@@ -9,6 +9,7 @@ mod cli_measure;
 mod cli_train;
 #[cfg(feature = "media")]
 mod cli_video;
+pub mod device;
 pub mod image_io;
 pub mod interrupt;
 pub mod models;

@@ -1,5 +1,5 @@
 //! Per-channel mean/std statistics and mean-variance normalisation (StyA2K's `mean_variance_norm`).
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 
 /// Variance floor added inside the square root, as the official code does (`sqrt(var + 1e-5)`).
 const STD_EPS: f64 = 1e-5;
@@ -7,16 +7,20 @@ const STD_EPS: f64 = 1e-5;
 /// Per-sample, per-channel mean and standard deviation over all `H*W` positions of `[B, C, H, W]`.
 /// Returns two `[B, C, 1, 1]` tensors. The variance is unbiased (divides by `H*W - 1`) and the std
 /// is `sqrt(var + 1e-5)`: these are the statistics StyA2K's attention and losses are defined with.
+///
+/// f16/bf16 inputs are summed in f32 (a half-precision sum of squares over a frame overflows) and the
+/// statistics are returned in the input's type.
 pub fn mean_std(x: &Tensor) -> Result<(Tensor, Tensor)> {
     let (b, c, h, w) = x.dims4()?;
     let n = h * w;
+    let sum_dtype = if x.dtype() == DType::F64 { DType::F64 } else { DType::F32 };
     // [B, C, H, W] -> [B, C, H*W]
-    let flat = x.reshape((b, c, n))?;
+    let flat = x.reshape((b, c, n))?.to_dtype(sum_dtype)?;
     let mean = flat.mean_keepdim(2)?;
     let centred = flat.broadcast_sub(&mean)?;
     let var = (centred.sqr()?.sum_keepdim(2)? / (n.max(2) - 1) as f64)?;
     let std = (var + STD_EPS)?.sqrt()?;
-    Ok((mean.reshape((b, c, 1, 1))?, std.reshape((b, c, 1, 1))?))
+    Ok((mean.reshape((b, c, 1, 1))?.to_dtype(x.dtype())?, std.reshape((b, c, 1, 1))?.to_dtype(x.dtype())?))
 }
 
 /// `(x - mean) / std` with the statistics of [`mean_std`]; shape preserved.

@@ -7,7 +7,7 @@ use candle_core::{Result, Tensor};
 /// PyTorch's `ReflectionPad2d` mirrors about the edge pixel without repeating it (`-1 -> 1`). It
 /// refuses pads wider than `n - 1`; we continue the mirror periodically (period `2 (n - 1)`) so that
 /// tiny frames can still be padded up to the model's block multiples.
-fn reflect_index(i: isize, n: usize) -> u32 {
+pub(crate) fn reflect_index(i: isize, n: usize) -> u32 {
     if n == 1 {
         return 0;
     }

@@ -12,8 +12,15 @@ use candle_core::{DType, Device, Result, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};
 use stylestream::checkpoint::formula;
 
+/// The repository root: where the tests were built, or `STYLESTREAM_TEST_ROOT` for prebuilt test
+/// binaries run from another checkout (the GPU machine, benches/gpu/run.sh).
+fn root() -> PathBuf {
+    std::env::var_os("STYLESTREAM_TEST_ROOT")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 pub fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+    root().join("tests/fixtures").join(rel)
 }
 
 /// Runs the `stylestream` binary. candle appends a backtrace to errors when RUST_BACKTRACE is set; the
@@ -31,7 +38,7 @@ pub fn arg(path: &std::path::Path) -> &str {
 
 /// Files of the shared folder that sits beside the repository (golden data too large to copy).
 pub fn shared(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared").join(rel)
+    root().join("../shared").join(rel)
 }
 
 /// The golden tensors of one case (`s64`, `s128`, `s256`, `s128_realA2K`).

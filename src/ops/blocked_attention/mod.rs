@@ -17,13 +17,29 @@
 //!
 //! Both ops are differentiable (training, `crate::train`): their backward passes are written with
 //! tensor ops in `grad.rs`, so they run on any device.
+//!
+//! Storage is f32, f16 or bf16; both the CPU reference and the CUDA kernels (feature `cuda`,
+//! `kernels/blocked_attention.cu`) compute in f32 and round the result to the storage type once. With
+//! feature `check-kernels`, every CUDA call is re-run on the CPU reference and must agree to relative
+//! L2 [`CHECK_TOLERANCE_F32`] (f32) or [`CHECK_TOLERANCE_HALF`] (f16, bf16).
 mod cpu;
+#[cfg(feature = "cuda")]
+mod cuda;
 mod grad;
 
+use std::borrow::Cow;
+
+use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
 /// Heads of every A2K attention in StyA2K.
 pub const HEADS: usize = 8;
+
+/// Largest relative L2 distance between a CUDA result and the CPU reference in f32: only the order
+/// of f32 sums differs.
+pub const CHECK_TOLERANCE_F32: f64 = 1e-5;
+/// The same for f16/bf16 storage: both sides round the same f32 result to half precision.
+pub const CHECK_TOLERANCE_HALF: f64 = 1e-2;
 
 /// Splits `[1, C, H, W]` into patches and heads: `[heads, n, r, d]` with `n = (H/R) * (W/R)`,
 /// `r = R^2`, `d = C / heads`, uncovered remainder rows/columns dropped.
@@ -92,6 +108,7 @@ pub fn distributed_attention(q: &Tensor, k_bar: &Tensor, v_bar: &Tensor, region:
         format!("V_bar {:?} does not pair with K_bar {:?}", v_bar.dims(), k_bar.dims())
     })?;
     check_query(q, heads, d_k, region)?;
+    check_dtypes(q, &[k_bar, v_bar])?;
     q.contiguous()?.apply_op3(&k_bar.contiguous()?, &v_bar.contiguous()?, DistributedAttention { region })
 }
 
@@ -112,6 +129,7 @@ pub fn progressive_attention(q: &Tensor, k: &Tensor, v: &Tensor, region: usize) 
         format!("style patches hold {r} positions, a {region}x{region} region needs {}", region * region)
     })?;
     check_query(q, heads, d_k, region)?;
+    check_dtypes(q, &[k, v])?;
     q.contiguous()?.apply_op3(&k.contiguous()?, &v.contiguous()?, ProgressiveAttention { region })
 }
 
@@ -119,8 +137,21 @@ fn check_query(q: &Tensor, heads: usize, d_k: usize, region: usize) -> Result<()
     let (b, c, h, w) = q.dims4()?;
     check(b == 1, || format!("blocked attention takes one frame at a time, got batch {b}"))?;
     check(c == heads * d_k, || format!("queries have {c} channels, the keys need {heads} heads x {d_k}"))?;
-    check(q.dtype() == DType::F32, || format!("blocked attention runs in f32, got {:?}", q.dtype()))?;
+    check(matches!(q.dtype(), DType::F32 | DType::F16 | DType::BF16), || {
+        format!("blocked attention runs in f32, f16 or bf16, got {:?}", q.dtype())
+    })?;
     check(h >= region && w >= region, || format!("a {h}x{w} feature map holds no {region}x{region} patch"))
+}
+
+fn check_dtypes(q: &Tensor, style: &[&Tensor]) -> Result<()> {
+    match style.iter().find(|t| t.dtype() != q.dtype()) {
+        Some(t) => Err(candle_core::Error::Msg(format!(
+            "style tensors in {:?} do not pair with queries in {:?}",
+            t.dtype(),
+            q.dtype()
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn check(ok: bool, msg: impl FnOnce() -> String) -> Result<()> {
@@ -166,12 +197,25 @@ impl Geometry {
     }
 }
 
-/// Borrows a contiguous f32 storage as a slice.
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => Err(candle_core::Error::Msg("blocked attention needs contiguous inputs".into())),
+/// A contiguous input's values as f32: borrowed for f32, widened for f16/bf16.
+fn f32_values<'a>(s: &'a CpuStorage, l: &Layout) -> Result<Cow<'a, [f32]>> {
+    let (start, end) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("blocked attention needs contiguous inputs".into()))?;
+    Ok(match s {
+        CpuStorage::F32(v) => Cow::Borrowed(&v[start..end]),
+        CpuStorage::F16(v) => Cow::Owned(v[start..end].iter().map(|x| x.to_f32()).collect()),
+        CpuStorage::BF16(v) => Cow::Owned(v[start..end].iter().map(|x| x.to_f32()).collect()),
+        other => candle_core::bail!("blocked attention runs in f32, f16 or bf16, got {:?}", other.dtype()),
+    })
+}
+
+/// f32 results in the storage type `dtype`, rounded once.
+fn storage_as(values: Vec<f32>, dtype: DType) -> CpuStorage {
+    match dtype {
+        DType::F16 => CpuStorage::F16(values.into_iter().map(half::f16::from_f32).collect()),
+        DType::BF16 => CpuStorage::BF16(values.into_iter().map(half::bf16::from_f32).collect()),
+        _ => CpuStorage::F32(values),
     }
 }
 
@@ -184,6 +228,23 @@ impl CustomOp3 for DistributedAttention {
         "a2k-distributed-attention"
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        q: &candle_core::CudaStorage,
+        lq: &Layout,
+        k_bar: &candle_core::CudaStorage,
+        lk: &Layout,
+        v_bar: &candle_core::CudaStorage,
+        lv: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let g = Geometry::new(lq, lv, self.region);
+        let out = cuda::distributed(&g, (q, lq), (k_bar, lk), (v_bar, lv))?;
+        #[cfg(feature = "check-kernels")]
+        cuda::check_against_reference(self, &out, [(q, lq), (k_bar, lk), (v_bar, lv)])?;
+        Ok((out, g.out_shape()))
+    }
+
     fn cpu_fwd(
         &self,
         q: &CpuStorage,
@@ -194,8 +255,8 @@ impl CustomOp3 for DistributedAttention {
         lv: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::new(lq, lv, self.region);
-        let out = cpu::distributed(&g, f32_slice(q, lq)?, f32_slice(k_bar, lk)?, f32_slice(v_bar, lv)?);
-        Ok((CpuStorage::F32(out), g.out_shape()))
+        let out = cpu::distributed(&g, &f32_values(q, lq)?, &f32_values(k_bar, lk)?, &f32_values(v_bar, lv)?);
+        Ok((storage_as(out, q.dtype()), g.out_shape()))
     }
 
     fn bwd(
@@ -220,6 +281,23 @@ impl CustomOp3 for ProgressiveAttention {
         "a2k-progressive-attention"
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        q: &candle_core::CudaStorage,
+        lq: &Layout,
+        k: &candle_core::CudaStorage,
+        lk: &Layout,
+        v: &candle_core::CudaStorage,
+        lv: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let g = Geometry::new(lq, lv, self.region);
+        let out = cuda::progressive(&g, (q, lq), (k, lk), (v, lv))?;
+        #[cfg(feature = "check-kernels")]
+        cuda::check_against_reference(self, &out, [(q, lq), (k, lk), (v, lv)])?;
+        Ok((out, g.out_shape()))
+    }
+
     fn cpu_fwd(
         &self,
         q: &CpuStorage,
@@ -230,8 +308,8 @@ impl CustomOp3 for ProgressiveAttention {
         lv: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::new(lq, lv, self.region);
-        let out = cpu::progressive(&g, f32_slice(q, lq)?, f32_slice(k, lk)?, f32_slice(v, lv)?);
-        Ok((CpuStorage::F32(out), g.out_shape()))
+        let out = cpu::progressive(&g, &f32_values(q, lq)?, &f32_values(k, lk)?, &f32_values(v, lv)?);
+        Ok((storage_as(out, q.dtype()), g.out_shape()))
     }
 
     fn bwd(
