@@ -61,7 +61,12 @@ pub fn max_pool2x2_ceil(x: &Tensor) -> Result<Tensor> {
     if w % 2 == 1 {
         x = Tensor::cat(&[&x, &x.narrow(3, w - 1, 1)?], 3)?;
     }
-    x.max_pool2d(2)
+    // A max over the two window axes rather than candle's `max_pool2d`: same values, but candle 0.11's
+    // max_pool2d backward scales the gradient by 1/4 (it multiplies by the window's share of maxima
+    // instead of dividing), which training cannot use (tests/train_stya2k.rs checks the gradients).
+    let (b, c, h, w) = x.dims4()?;
+    // [B, C, H, W] -> [B, C, H/2, 2, W/2, 2] -> max over the 2s -> [B, C, H/2, W/2]
+    x.reshape((b, c, h / 2, 2, w / 2, 2))?.max(5)?.max(3)
 }
 
 /// Nearest-neighbour x2 upsampling, the decoders' inverse of the encoder's pools:
