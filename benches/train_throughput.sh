@@ -30,6 +30,7 @@ for crop in "${@:-128 256}"; do
     out="$work/out-$c"
     "$bin" train --content "$work/content" --style "$work/style" -o "$out" --steps 6 --batch 1 \
       --load-size $((c + c / 4)) --crop "$c" --checkpoint-every 1000 --sample-every 1000 >/dev/null 2>&1
-    tail -n +3 "$out/loss.csv" | awk -F, -v c="$c" '{s[NR]=$6} END {n=asort(s); m=s[int((n+1)/2)]; printf "| %d | 1 | %.2f | %.3f |\n", c, m, 1/m}'
+    tail -n +3 "$out/loss.csv" | cut -d, -f6 | sort -g |
+      awk -v c="$c" '{s[NR] = $1} END {m = s[int((NR + 1) / 2)]; printf "| %d | 1 | %.2f | %.3f |\n", c, m, 1 / m}'
   done
 done
