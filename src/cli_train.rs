@@ -2,7 +2,6 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use candle_core::Device;
 
 use crate::train::data::Recipe;
 use crate::train::loss::Weights;
@@ -64,6 +63,9 @@ pub struct TrainArgs {
     /// Write a content | style | output grid every N steps.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
     pub sample_every: u64,
+    /// Where to train: cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu", value_name = "cpu|cuda[:N]")]
+    pub device: crate::device::DeviceChoice,
     /// Continue from the newest checkpoint in OUT (same data, seed, batch and crop settings).
     #[arg(long)]
     pub resume: bool,
@@ -96,7 +98,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
         sample_every: args.sample_every,
     };
     let interrupt = crate::interrupt::flag("saving a checkpoint");
-    let summary = train::run(config, args.resume, args.overwrite, &Device::Cpu, interrupt)?;
+    let summary = train::run(config, args.resume, args.overwrite, &args.device.open()?, interrupt)?;
     if let (Some(first), Some(last)) = (summary.first_loss, summary.last_loss) {
         eprintln!("loss {first:.4} -> {last:.4} (x{:.2} lower)", first / last);
     }
