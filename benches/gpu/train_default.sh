@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Trains (or resumes) the shipped default StyA2K on the device machine, with the recipe of
+# weights/README.md at GPU scale. The device machine has no network and no Rust toolchain, so:
+#   here:    bash weights/dataset.sh "$PWD/.dataset" && bash benches/gpu/build.sh
+#            (carry .dataset and .gpu-bundle; a previous run's checkpoints travel in .train-default)
+#   device:  bash benches/gpu/train_default.sh [STEPS]       carry [".gpu-bundle", ".dataset", ".train-default"]
+# Checkpoints rotate in $OUT/train-default (returned by the device tool); copy them back into
+# .train-default to resume in the next session: --resume continues from the newest readable one with the
+# same step, optimizer state and data order.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+steps="${1:-40000}"
+bin=.gpu-bundle/stylestream
+[ -x "$bin" ] || { gunzip -kf "$bin.gz" && chmod +x "$bin"; }
+run="${OUT:-/tmp}/train-default"
+mkdir -p "$run"
+[ -d .train-default ] && cp -n .train-default/* "$run/" 2>/dev/null || true
+resume=()
+ls "$run"/step-*.safetensors >/dev/null 2>&1 && resume=(--resume)
+# 256 crops of 512 loads, batch 8: the official recipe; lr 2e-4 and its step decay over STEPS.
+"$bin" train --device cuda --content .dataset/train/content --style .dataset/train/style -o "$run" \
+  --encoder random:20261206 --seed 20261206 --steps "$steps" --batch 8 --load-size 512 --crop 256 \
+  --lr 2e-4 --checkpoint-every 1000 --keep 2 --sample-every 1000 "${resume[@]}" --overwrite
+ls -l "$run"
