@@ -77,12 +77,29 @@ pub enum CheckpointError {
 
 /// Where model weights come from: a bundle file (StyA2K or NeAT, as its metadata says), `formula:SEED`
 /// (StyA2K with the golden tests' deterministic random weights: an untrained network, for tests and
-/// benchmarks) or `formula-neat:SEED` (NeAT with formula weights and the default [`NeatConfig`]).
+/// benchmarks), `formula-neat:SEED` (NeAT with formula weights and the default [`NeatConfig`]) or
+/// `default`: the model trained by us that ships in `weights/` and is compiled into the binary, so a
+/// fresh install stylises with no download and no flag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WeightSource {
     Bundle(PathBuf),
     Formula(u64),
     NeatFormula(u64),
+    Default,
+}
+
+/// The shipped default model (`weights/README.md` says how it was trained).
+pub const DEFAULT_BUNDLE: &[u8] = include_bytes!("../weights/stya2k.safetensors");
+
+impl std::fmt::Display for WeightSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WeightSource::Bundle(path) => write!(f, "{}", path.display()),
+            WeightSource::Formula(seed) => write!(f, "formula:{seed}"),
+            WeightSource::NeatFormula(seed) => write!(f, "formula-neat:{seed}"),
+            WeightSource::Default => f.write_str("default"),
+        }
+    }
 }
 
 impl std::str::FromStr for WeightSource {
@@ -95,6 +112,8 @@ impl std::str::FromStr for WeightSource {
             seed("formula:", rest).map(WeightSource::Formula)
         } else if let Some(rest) = s.strip_prefix("formula-neat:") {
             seed("formula-neat:", rest).map(WeightSource::NeatFormula)
+        } else if s == "default" {
+            Ok(WeightSource::Default)
         } else {
             Ok(WeightSource::Bundle(PathBuf::from(s)))
         }
@@ -180,14 +199,15 @@ pub fn load(source: &WeightSource, device: &Device) -> Result<Network, Checkpoin
 
 /// As [`load`], with StyA2K's weights cast to `dtype` (f16/bf16 inference); NeAT runs in f32 only.
 pub fn load_as(source: &WeightSource, device: &Device, dtype: DType) -> Result<Network, CheckpointError> {
-    let path = match source {
+    let path: PathBuf = match source {
         WeightSource::Formula(_) => {
             return load_stya2k_as(source, device, dtype).map(|m| Network::StyA2K(Box::new(m)))
         }
         WeightSource::NeatFormula(_) => return load_neat(source, device).map(Network::Neat),
-        WeightSource::Bundle(path) => path,
+        WeightSource::Bundle(_) | WeightSource::Default => source.to_string().into(),
     };
-    let (info, tensors) = read_bundle(path)?;
+    let path = &path;
+    let (info, tensors) = read_source_bundle(source)?;
     match info.model.as_str() {
         STYA2K => build_strict(
             inference_tensors(&info, tensors)?,
@@ -225,8 +245,9 @@ pub fn load_stya2k_as(
             found: NEAT.into(),
             expected: STYA2K,
         }),
-        WeightSource::Bundle(path) => {
-            let (info, tensors) = read_bundle(path)?;
+        WeightSource::Bundle(_) | WeightSource::Default => {
+            let path = &PathBuf::from(source.to_string());
+            let (info, tensors) = read_source_bundle(source)?;
             if info.model != STYA2K {
                 return Err(CheckpointError::WrongModel {
                     path: path.clone(),
@@ -274,8 +295,9 @@ pub fn load_neat(source: &WeightSource, device: &Device) -> Result<Neat, Checkpo
             found: STYA2K.into(),
             expected: NEAT,
         }),
-        WeightSource::Bundle(path) => {
-            let (info, tensors) = read_bundle(path)?;
+        WeightSource::Bundle(_) | WeightSource::Default => {
+            let path = &PathBuf::from(source.to_string());
+            let (info, tensors) = read_source_bundle(source)?;
             if info.model != NEAT {
                 return Err(CheckpointError::WrongModel {
                     path: path.clone(),
@@ -304,15 +326,29 @@ fn build_neat(
     build_strict(tensors, device, DType::F32, |_| path.to_path_buf(), "NeAT", |vb| Neat::new(config, vb))
 }
 
+/// The bundle of a source that is one: a file, or the default compiled into the binary.
+fn read_source_bundle(
+    source: &WeightSource,
+) -> Result<(BundleInfo, HashMap<String, Tensor>), CheckpointError> {
+    match source {
+        WeightSource::Bundle(path) => read_bundle(path),
+        _ => parse_bundle(DEFAULT_BUNDLE, Path::new("default")),
+    }
+}
+
 /// Reads a bundle's metadata and tensors (upcast to f32, on the CPU).
 pub fn read_bundle(path: &Path) -> Result<(BundleInfo, HashMap<String, Tensor>), CheckpointError> {
     let io = |source| CheckpointError::Io { path: path.to_path_buf(), source };
-    let bytes = std::fs::read(path).map_err(io)?;
+    parse_bundle(&std::fs::read(path).map_err(io)?, path)
+}
+
+/// A bundle's metadata and tensors from its bytes; errors name `path`.
+fn parse_bundle(bytes: &[u8], path: &Path) -> Result<(BundleInfo, HashMap<String, Tensor>), CheckpointError> {
     let not_st = |e: safetensors::SafeTensorError| CheckpointError::NotSafetensors {
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(not_st)?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(not_st)?;
     let meta = meta.metadata().clone().unwrap_or_default();
     let field = |key: &'static str| {
         meta.get(key).cloned().ok_or(CheckpointError::NotABundle { path: path.to_path_buf(), key })
@@ -327,7 +363,7 @@ pub fn read_bundle(path: &Path) -> Result<(BundleInfo, HashMap<String, Tensor>),
         training: field(META_TRAINING)?,
         config: meta.get(META_CONFIG).cloned().unwrap_or_else(|| "{}".into()),
     };
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(not_st)?;
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(not_st)?;
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {
         let t = Tensor::from_raw_buffer(
@@ -364,18 +400,43 @@ pub fn write_bundle(
     info: &BundleInfo,
     tensors: &HashMap<String, Tensor>,
 ) -> Result<(), CheckpointError> {
+    write_bundle_as(path, info, tensors, Storage::F32)
+}
+
+/// How a bundle stores its tensors. Loaders upcast everything to f32, so f16 halves the file (the shipped
+/// default) at a rounding error of at most 2^-11 relative per weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    F32,
+    F16,
+}
+
+/// As [`write_bundle`], storing the tensors as `storage`.
+pub fn write_bundle_as(
+    path: &Path,
+    info: &BundleInfo,
+    tensors: &HashMap<String, Tensor>,
+    storage: Storage,
+) -> Result<(), CheckpointError> {
     let fail = |message: String| CheckpointError::Tensors { path: path.to_path_buf(), message };
     let mut data = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let t = t.to_dtype(DType::F32).and_then(|t| t.flatten_all()).and_then(|f| f.to_vec1::<f32>());
         let values = t.map_err(|e| fail(format!("tensor `{name}`: {e}")))?;
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let bytes: Vec<u8> = match storage {
+            Storage::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            Storage::F16 => values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
+        };
         data.push((name.clone(), tensors[name].dims().to_vec(), bytes));
     }
+    let dtype = match storage {
+        Storage::F32 => safetensors::Dtype::F32,
+        Storage::F16 => safetensors::Dtype::F16,
+    };
     let views = data
         .iter()
         .map(|(name, shape, bytes)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+            safetensors::tensor::TensorView::new(dtype, shape.clone(), bytes)
                 .map(|v| (name.clone(), v))
                 .map_err(|e| fail(format!("tensor `{name}`: {e}")))
         })
@@ -506,4 +567,17 @@ impl candle_nn::var_builder::SimpleBackend for StrictBackend {
     fn contains_tensor(&self, name: &str) -> bool {
         self.tensors.contains_key(name)
     }
+}
+
+/// Writes the inference part of bundle `input` to `output`: the training state and a regenerable random
+/// encoder dropped, tensors stored as `storage`. The input must load as the network its metadata names
+/// (checked before anything is written).
+pub fn export(input: &Path, output: &Path, storage: Storage) -> Result<(), CheckpointError> {
+    load(&WeightSource::Bundle(input.to_path_buf()), &Device::Cpu)?;
+    let (info, mut tensors) = read_bundle(input)?;
+    tensors.retain(|k, _| !k.starts_with(TRAINING_STATE));
+    if matches!(info.encoder.parse::<Encoder>(), Ok(Encoder::Random(_))) {
+        tensors.retain(|k, _| !k.starts_with("vgg."));
+    }
+    write_bundle_as(output, &info, &tensors, storage)
 }

@@ -2,7 +2,6 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use candle_core::DType;
 use clap::{Parser, Subcommand};
 
 use crate::checkpoint::{self, WeightSource};
@@ -24,6 +23,8 @@ pub enum Command {
     Image(ImageArgs),
     /// Convert the official StyA2K PyTorch checkpoints into one stylestream bundle.
     ImportOfficial(ImportArgs),
+    /// Write a bundle's inference weights alone (no training state), optionally stored as f16.
+    Export(ExportArgs),
     /// Train StyA2K on folders of content and style images (checkpoints load in image/video/stream).
     Train(crate::cli_train::TrainArgs),
     /// Stylise video files (audio and timestamps kept); several inputs or a folder make a batch.
@@ -36,6 +37,9 @@ pub enum Command {
     /// Measure temporal consistency (warping errors) of a stylised video against its source.
     #[cfg(feature = "media")]
     Measure(crate::cli_measure::MeasureArgs),
+    /// Score models on held-out content and style folders (Chamfer colour distance, SSIM, random-encoder
+    /// statistics) and draw a contact sheet; no pretrained network needed.
+    EvalQuality(crate::cli_quality::EvalQualityArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -49,9 +53,10 @@ pub struct ImageArgs {
     /// Output image (.png keeps the content's alpha channel; .jpg/.jpeg).
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Model bundle (.safetensors, StyA2K or NeAT as its metadata says), or `formula:SEED` /
-    /// `formula-neat:SEED` for untrained deterministic StyA2K / NeAT weights.
-    #[arg(long, value_name = "PATH|formula:SEED|formula-neat:SEED")]
+    /// Model bundle (.safetensors, StyA2K or NeAT as its metadata says), `default` (the shipped model,
+    /// built into the binary), or `formula:SEED` / `formula-neat:SEED` for untrained deterministic
+    /// StyA2K / NeAT weights.
+    #[arg(long, default_value = "default", value_name = "PATH|default|formula:SEED|formula-neat:SEED")]
     pub model: WeightSource,
     /// Scale the content down so its longer side is at most N pixels (aspect kept).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..=16384))]
@@ -130,6 +135,21 @@ fn parse_prior_weight(s: &str) -> Result<f64, String> {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// A bundle or training checkpoint (`stylestream train` output).
+    pub input: PathBuf,
+    /// Output bundle (.safetensors).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Store tensors as f16 (half the size; loaders upcast to f32).
+    #[arg(long)]
+    pub f16: bool,
+    /// Replace OUTPUT if it exists.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct ImportArgs {
     /// vgg_normalised.pth (legacy or zip PyTorch format).
     #[arg(long)]
@@ -165,6 +185,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Image(args) => image(args),
         Command::ImportOfficial(args) => import_official(args),
+        Command::Export(args) => export(args),
         Command::Train(args) => crate::cli_train::train(args),
         #[cfg(feature = "media")]
         Command::Video(args) => crate::cli_video::video(args),
@@ -172,6 +193,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Stream(args) => crate::cli_video::stream(args),
         #[cfg(feature = "media")]
         Command::Measure(args) => crate::cli_measure::measure(args),
+        Command::EvalQuality(args) => crate::cli_quality::eval_quality(args),
     }
 }
 
@@ -184,21 +206,20 @@ fn image(args: ImageArgs) -> Result<()> {
     let network = checkpoint::load_as(&args.model, &device, dtype)?;
     let content = image_io::read_picture(&args.content, args.max_side, &device)?;
     let style = image_io::read_picture(&args.style, Some(args.style_size), &device)?;
-    let encoding = || format!("{}: encoding the style", args.style.display());
-    let stylising = || format!("{}: stylising", args.content.display());
-    let out = match network {
+    let stylising = || format!("{}: stylising with style {}", args.content.display(), args.style.display());
+    let network = match network {
         Network::StyA2K(model) => {
             args.neat.refuse_for_stya2k()?;
-            let features = model.encode_style(&style.rgb.to_dtype(dtype)?).with_context(encoding)?;
-            let out = model.stylize(&content.rgb.to_dtype(dtype)?, &features, args.alpha);
-            out.and_then(|out| out.to_dtype(DType::F32)).with_context(stylising)?
+            Network::StyA2K(model)
         }
         Network::Neat(mut model) => {
             args.neat.apply(&mut model)?;
-            let features = model.encode_style(&style.rgb).with_context(encoding)?;
-            model.stylize(&content.rgb, &features, args.neat.controls(args.alpha)).with_context(stylising)?
+            Network::Neat(model)
         }
     };
+    let out = network
+        .stylize_image(&content.rgb, &style.rgb, args.neat.controls(args.alpha), dtype)
+        .with_context(stylising)?;
     image_io::write_picture(&args.output, image_io::to_rgb8(&out)?, content.alpha.as_ref(), args.overwrite)?;
     Ok(())
 }
@@ -208,6 +229,16 @@ fn import_official(args: ImportArgs) -> Result<()> {
         anyhow::bail!("{}: already exists (pass --overwrite to replace it)", args.output.display());
     }
     checkpoint::import_official(&[args.vgg, args.a2k, args.transform, args.decoder], &args.output)?;
+    eprintln!("wrote {}", args.output.display());
+    Ok(())
+}
+
+fn export(args: ExportArgs) -> Result<()> {
+    if !args.overwrite && args.output.exists() {
+        anyhow::bail!("{}: already exists (pass --overwrite to replace it)", args.output.display());
+    }
+    let storage = if args.f16 { checkpoint::Storage::F16 } else { checkpoint::Storage::F32 };
+    checkpoint::export(&args.input, &args.output, storage)?;
     eprintln!("wrote {}", args.output.display());
     Ok(())
 }

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod cli;
 #[cfg(feature = "media")]
 mod cli_measure;
+mod cli_quality;
 mod cli_train;
 #[cfg(feature = "media")]
 mod cli_video;
@@ -17,6 +18,7 @@ pub mod nn;
 pub mod ops;
 pub mod output;
 pub mod prior;
+pub mod quality;
 #[cfg(feature = "media")]
 pub mod temporal;
 pub mod train;
