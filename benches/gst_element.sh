@@ -8,17 +8,21 @@
 # fps = frames / wall seconds of the whole command (model loading and style encoding included, for
 # both). Prints the median of RUNS runs per case; results go to benches/RESULTS.md.
 # Usage: bash benches/gst_element.sh [RUNS] (default 5). PROFILE=dev|release (default release) picks
-# the build of both the binary and the plugin.
+# the build of both the binary and the plugin; NO_BUILD=1 uses the ones already built there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
 profile=${PROFILE:-release}
 case $profile in dev) out=debug ;; *) out=$profile ;; esac
-bin=${CARGO_TARGET_DIR:-target}/$out/stylestream
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cargo build --profile "$profile" --bin stylestream
-bash scripts/install-gst-plugin.sh "$work/plugins" >/dev/null
+target=${CARGO_TARGET_DIR:-target}/$out
+if [ -z "${NO_BUILD:-}" ]; then
+  cargo build --profile "$profile" --bin stylestream
+  cargo rustc --lib --profile "$profile" --crate-type cdylib
+fi
+# GStreamer names the entry point after the file: libgst<name>.so -> gst_plugin_<name>_get_desc.
+mkdir -p "$work/plugins" && cp "$target/libstylestream.so" "$work/plugins/libgststylestream.so"
 export GST_PLUGIN_PATH=$work/plugins GST_REGISTRY=$work/registry.bin
 gst-inspect-1.0 stylestream >/dev/null
 
@@ -44,7 +48,7 @@ case_() { # case_ LABEL CLIP FRAMES MODEL [STYLE]
   local label=$1 clip=$2 frames=$3 model=$4 style=${5:-}
   local cli=() element=()
   for _ in $(seq "$runs"); do
-    cli+=("$(seconds "$bin" video "$work/$clip.mkv" -o "$work/cli.mkv" --overwrite --model "$model" ${style:+--style "$style"})")
+    cli+=("$(seconds "$target/stylestream" video "$work/$clip.mkv" -o "$work/cli.mkv" --overwrite --model "$model" ${style:+--style "$style"})")
     element+=("$(seconds gst-launch-1.0 -q filesrc location="$work/$clip.mkv" ! decodebin ! videoconvert \
       ! video/x-raw,format=RGB ! queue ! stylestream model="$model" ${style:+style="$style"} ! queue ! videoconvert \
       ! video/x-raw,format=I420 ! x264enc speed-preset=medium pass=qual quantizer=20 ! h264parse ! matroskamux \

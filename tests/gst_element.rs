@@ -104,7 +104,7 @@ fn gst_video_info(sample: &gst::Sample) -> gstreamer_video::VideoInfo {
 }
 
 #[test]
-fn bgrx_in_gives_the_same_pixels_as_rgb() {
+fn bgrx_gives_the_same_pixels_as_rgb_and_rgba_keeps_its_alpha() {
     init();
     // videoconvert between RGB and BGRx only reorders bytes, so the element sees the same pixels.
     let element = format!("stylestream model={MODEL} style={STYLE} style-size={STYLE_SIZE}");
@@ -115,24 +115,36 @@ fn bgrx_in_gives_the_same_pixels_as_rgb() {
     for (i, (out, input)) in frames(&samples).iter().zip(&source_frames(5)).enumerate() {
         assert!(out.data == cli_output(&mut stylizer, input), "frame {i} differs from the CLI's output");
     }
+    // RGBA: the model changes the colours of a translucent frame (ARGB 0x80ff4020), its alpha stays.
+    let samples = run_to_end(&format!(
+        "videotestsrc num-buffers=2 pattern=solid-color foreground-color=0x80ff4020 ! video/x-raw,format=RGBA,width=64,height=48 ! {element} ! appsink name=out sync=false"
+    ));
+    for sample in &samples {
+        let bytes = sample.buffer().unwrap().map_readable().unwrap();
+        assert!(bytes.as_slice().chunks(4).all(|p| p[3] == 0x80), "alpha kept");
+        assert!(bytes.as_slice().chunks(4).any(|p| p[..3] != [0xff, 0x40, 0x20]), "colours stylised");
+    }
 }
 
 #[test]
 fn identity_keeps_every_byte_alpha_and_row_padding_included() {
     init();
-    // A translucent RGBA pattern (the element writes R, G, B and leaves alpha alone) and RGB rows of
-    // 33 pixels (99 bytes, padded to a 100-byte stride).
-    for (caps, pixel) in [("format=RGBA", 4), ("format=RGB", 3)] {
-        let source = format!("videotestsrc num-buffers=3 alpha=0.5 ! video/x-raw,{caps},width=33,height=7");
+    // A translucent RGBA frame (ARGB 0x80ff4020: the element writes R, G, B and leaves alpha alone),
+    // and RGB bars in rows of 33 pixels (99 bytes, padded to a 100-byte stride).
+    for (source, pixel) in [
+        ("pattern=solid-color foreground-color=0x80ff4020 ! video/x-raw,format=RGBA", 4),
+        ("pattern=smpte ! video/x-raw,format=RGB", 3),
+    ] {
+        let source = format!("videotestsrc num-buffers=3 {source},width=33,height=7");
         let input = run_to_end(&format!("{source} ! appsink name=out sync=false"));
         let output = run_to_end(&format!("{source} ! stylestream model=identity ! appsink name=out sync=false"));
         assert_eq!((input.len(), output.len()), (3, 3));
         for (a, b) in input.iter().zip(&output) {
             let (a, b) = (a.buffer().unwrap().map_readable().unwrap(), b.buffer().unwrap().map_readable().unwrap());
             if pixel == 4 {
-                assert!(a.as_slice().chunks(4).all(|p| p[3] < 255), "the source is translucent");
+                assert!(a.as_slice().chunks(4).all(|p| p == [0xff, 0x40, 0x20, 0x80]), "RGBA bytes of ARGB 0x80ff4020");
             }
-            assert_eq!(a.as_slice(), b.as_slice(), "{caps}");
+            assert_eq!(a.as_slice(), b.as_slice(), "{source}");
         }
     }
 }
@@ -140,14 +152,14 @@ fn identity_keeps_every_byte_alpha_and_row_padding_included() {
 #[test]
 fn changing_the_style_while_playing_takes_effect_within_a_few_frames() {
     init();
-    let n = 20;
+    let n = 14;
     let description = format!(
         "videotestsrc num-buffers={n} ! {CAPS} ! stylestream name=s model={MODEL} style={STYLE} style-size={STYLE_SIZE} ! appsink name=out sync=false max-buffers=1"
     );
     let pipeline = gst::parse::launch(&description).unwrap().downcast::<gst::Pipeline>().unwrap();
     let sink = pipeline.by_name("out").unwrap().downcast::<gst_app::AppSink>().unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
-    let switch_after = 8;
+    let switch_after = 5;
     let mut out = Vec::new();
     while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(60)) {
         out.push(Frame::from_sample(&sample, out.len() as u64).unwrap());

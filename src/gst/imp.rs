@@ -21,7 +21,6 @@ use gstreamer as gst;
 use gstreamer::glib;
 use gstreamer::prelude::*;
 use gstreamer::subclass::prelude::*;
-use gstreamer_base as gst_base;
 use gstreamer_base::subclass::BaseTransformMode;
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
@@ -154,13 +153,12 @@ impl Stylestream {
         let preset = lock(&self.preset).take();
         // A preset was built by the caller, on the CPU in f32 (the CLI's stylizers).
         let device = if preset.is_some() { Device::Cpu } else { choice.open().map_err(|e| e.to_string())? };
-        let mut dtype = settings.precision.dtype();
-        let stylizer = match preset {
-            Some(stylizer) => {
-                dtype = DType::F32;
-                stylizer
+        let (stylizer, dtype) = match preset {
+            Some(stylizer) => (stylizer, DType::F32),
+            None => {
+                let dtype = settings.precision.dtype();
+                (self.load_model(settings, &device, dtype)?, dtype)
             }
-            None => self.load_model(settings, &device, &mut dtype)?,
         };
         let consistency = Consistency::new(&ConsistencyOptions {
             stabilize: settings.stabilize,
@@ -179,10 +177,10 @@ impl Stylestream {
         })
     }
 
-    fn load_model(&self, settings: &Settings, device: &Device, dtype: &mut DType) -> Result<Box<dyn Stylizer>, String> {
+    fn load_model(&self, settings: &Settings, device: &Device, dtype: DType) -> Result<Box<dyn Stylizer>, String> {
         let choice: ModelChoice = settings.model.parse().map_err(|e| format!("model: {e}"))?;
         let ModelChoice::Network(source) = choice else { return Ok(Box::new(Identity)) };
-        let network = checkpoint::load_as(&source, device, *dtype).map_err(|e| {
+        let network = checkpoint::load_as(&source, device, dtype).map_err(|e| {
             if settings.model == DEFAULT_MODEL {
                 format!("model `{DEFAULT_MODEL}` (the shipped default model) cannot be loaded: {e}")
             } else {
@@ -195,12 +193,12 @@ impl Stylestream {
         gst::info!(CAT, imp = self, "model {} on {}, style {}", settings.model, settings.device, path.display());
         let stylizer: Box<dyn Stylizer> = match network {
             Network::StyA2K(model) => {
-                let style = style.rgb.to_dtype(*dtype).map_err(encoding)?;
+                let style = style.rgb.to_dtype(dtype).map_err(encoding)?;
                 Box::new(StyA2kStylizer::new(*model, &style, settings.alpha).map_err(encoding)?)
             }
             Network::Neat(model) => {
-                if *dtype != DType::F32 {
-                    return Err(format!("precision {:?}: NeAT runs in f32 only", settings.precision));
+                if dtype != DType::F32 {
+                    return Err("precision: NeAT runs in f32 only".into());
                 }
                 let controls = Controls { alpha: settings.alpha, alpha_prior: false };
                 Box::new(NeatStylizer::new(model, &style.rgb, controls).map_err(encoding)?)
