@@ -58,7 +58,8 @@ fn frames(samples: &[gst::Sample]) -> Vec<Frame> {
 /// The CLI's stylizer for `style`, built as `video`/`stream` build it (checkpoint, style picture,
 /// StyA2K stylizer on the CPU).
 fn cli_stylizer(style: &str) -> StyA2kStylizer {
-    let Network::StyA2K(model) = checkpoint::load(&MODEL.parse::<WeightSource>().unwrap(), &Device::Cpu).unwrap()
+    let Network::StyA2K(model) =
+        checkpoint::load(&MODEL.parse::<WeightSource>().unwrap(), &Device::Cpu).unwrap()
     else {
         panic!("formula weights are StyA2K")
     };
@@ -82,7 +83,9 @@ fn source_frames(n: usize) -> Vec<Frame> {
 fn thirty_frames_keep_count_size_and_pts_and_equal_the_cli_output() {
     init();
     let element = format!("stylestream model={MODEL} style={STYLE} style-size={STYLE_SIZE}");
-    let samples = run_to_end(&format!("videotestsrc num-buffers=30 ! {CAPS} ! {element} ! appsink name=out sync=false"));
+    let samples = run_to_end(&format!(
+        "videotestsrc num-buffers=30 ! {CAPS} ! {element} ! appsink name=out sync=false"
+    ));
     assert_eq!(samples.len(), 30);
     let source = source_frames(30);
     let mut stylizer = cli_stylizer(STYLE);
@@ -91,7 +94,11 @@ fn thirty_frames_keep_count_size_and_pts_and_equal_the_cli_output() {
         assert_eq!((caps.width(), caps.height(), caps.format()), (64, 48, gstreamer_video::VideoFormat::Rgb));
         // videotestsrc stamps frame i at i/30 s (rounded down to the nanosecond), 1/30 s long.
         let buffer = sample.buffer().unwrap();
-        assert_eq!(buffer.pts(), Some(gst::ClockTime::from_nseconds(i as u64 * 1_000_000_000 / 30)), "frame {i}");
+        assert_eq!(
+            buffer.pts(),
+            Some(gst::ClockTime::from_nseconds(i as u64 * 1_000_000_000 / 30)),
+            "frame {i}"
+        );
         assert_eq!(buffer.pts(), input.pts, "frame {i}");
         let out = Frame::from_sample(sample, i as u64).unwrap();
         assert_ne!(out.data, input.data, "frame {i} went through the model");
@@ -137,12 +144,17 @@ fn identity_keeps_every_byte_alpha_and_row_padding_included() {
     ] {
         let source = format!("videotestsrc num-buffers=3 {source},width=33,height=7");
         let input = run_to_end(&format!("{source} ! appsink name=out sync=false"));
-        let output = run_to_end(&format!("{source} ! stylestream model=identity ! appsink name=out sync=false"));
+        let output =
+            run_to_end(&format!("{source} ! stylestream model=identity ! appsink name=out sync=false"));
         assert_eq!((input.len(), output.len()), (3, 3));
         for (a, b) in input.iter().zip(&output) {
-            let (a, b) = (a.buffer().unwrap().map_readable().unwrap(), b.buffer().unwrap().map_readable().unwrap());
+            let (a, b) =
+                (a.buffer().unwrap().map_readable().unwrap(), b.buffer().unwrap().map_readable().unwrap());
             if pixel == 4 {
-                assert!(a.as_slice().chunks(4).all(|p| p == [0xff, 0x40, 0x20, 0x80]), "RGBA bytes of ARGB 0x80ff4020");
+                assert!(
+                    a.as_slice().chunks(4).all(|p| p == [0xff, 0x40, 0x20, 0x80]),
+                    "RGBA bytes of ARGB 0x80ff4020"
+                );
             }
             assert_eq!(a.as_slice(), b.as_slice(), "{source}");
         }
@@ -193,7 +205,10 @@ fn changing_the_style_while_playing_takes_effect_within_a_few_frames() {
     // element and the test holds at most a couple of frames already stylised.
     let switched = styles.iter().position(|&s| s == 1).expect("the new style arrived");
     assert!(styles[switched..].iter().all(|&s| s == 1), "{styles:?}");
-    assert!((switch_after..=switch_after + 3).contains(&switched), "switched at frame {switched}: {styles:?}");
+    assert!(
+        (switch_after..=switch_after + 3).contains(&switched),
+        "switched at frame {switched}: {styles:?}"
+    );
 }
 
 /// The error a pipeline posts when it cannot start.
@@ -228,7 +243,8 @@ fn a_missing_model_or_style_file_stops_the_start_naming_the_file() {
         style.display()
     ));
     assert!(e.contains(&style.display().to_string()), "{e}");
-    let e = start_error(&format!("videotestsrc num-buffers=1 ! {CAPS} ! stylestream model={MODEL} ! fakesink"));
+    let e =
+        start_error(&format!("videotestsrc num-buffers=1 ! {CAPS} ! stylestream model={MODEL} ! fakesink"));
     assert!(e.contains("`style` is not set"), "{e}");
 }
 
@@ -272,8 +288,9 @@ fn max_side_runs_the_model_smaller_and_keeps_the_frame_size() {
     let run = |pattern: &str| {
         let source = format!("videotestsrc num-buffers=2 pattern={pattern} ! {CAPS}");
         let input = frames(&run_to_end(&format!("{source} ! appsink name=out sync=false")));
-        let output =
-            frames(&run_to_end(&format!("{source} ! stylestream model=identity max-side=16 ! appsink name=out sync=false")));
+        let output = frames(&run_to_end(&format!(
+            "{source} ! stylestream model=identity max-side=16 ! appsink name=out sync=false"
+        )));
         assert_eq!(output.len(), 2);
         assert!(output.iter().all(|f| (f.width, f.height) == (64, 48)));
         (input, output)

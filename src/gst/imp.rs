@@ -177,7 +177,12 @@ impl Stylestream {
         })
     }
 
-    fn load_model(&self, settings: &Settings, device: &Device, dtype: DType) -> Result<Box<dyn Stylizer>, String> {
+    fn load_model(
+        &self,
+        settings: &Settings,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Box<dyn Stylizer>, String> {
         let choice: ModelChoice = settings.model.parse().map_err(|e| format!("model: {e}"))?;
         let ModelChoice::Network(source) = choice else { return Ok(Box::new(Identity)) };
         let network = checkpoint::load_as(&source, device, dtype).map_err(|e| {
@@ -188,9 +193,17 @@ impl Stylestream {
             }
         })?;
         let path = settings.style.as_ref().ok_or("`style` is not set: this model needs a style image")?;
-        let style = image_io::read_picture(path, Some(settings.style_size), device).map_err(|e| e.to_string())?;
+        let style =
+            image_io::read_picture(path, Some(settings.style_size), device).map_err(|e| e.to_string())?;
         let encoding = |e: candle_core::Error| format!("{}: encoding the style: {e}", path.display());
-        gst::info!(CAT, imp = self, "model {} on {}, style {}", settings.model, settings.device, path.display());
+        gst::info!(
+            CAT,
+            imp = self,
+            "model {} on {}, style {}",
+            settings.model,
+            settings.device,
+            path.display()
+        );
         let stylizer: Box<dyn Stylizer> = match network {
             Network::StyA2K(model) => {
                 let style = style.rgb.to_dtype(dtype).map_err(encoding)?;
@@ -215,18 +228,29 @@ impl Stylestream {
             (settings.style.clone(), settings.style_size)
         };
         let Some(path) = path else {
-            gst::element_imp_warning!(self, gst::LibraryError::Settings, ("`style` was unset: keeping the previous style"));
+            gst::element_imp_warning!(
+                self,
+                gst::LibraryError::Settings,
+                ("`style` was unset: keeping the previous style")
+            );
             return;
         };
         let loaded = image_io::read_picture(&path, Some(style_size), &state.device)
             .map_err(|e| e.to_string())
             .and_then(|picture| {
                 let style = picture.rgb.to_dtype(state.dtype).map_err(|e| e.to_string())?;
-                state.stylizer.set_style(&style).map_err(|e| format!("{}: encoding the style: {e}", path.display()))
+                state
+                    .stylizer
+                    .set_style(&style)
+                    .map_err(|e| format!("{}: encoding the style: {e}", path.display()))
             });
         match loaded {
             Ok(()) => gst::info!(CAT, imp = self, "style changed to {}", path.display()),
-            Err(e) => gst::element_imp_warning!(self, gst::ResourceError::Read, ("keeping the previous style: {}", e)),
+            Err(e) => gst::element_imp_warning!(
+                self,
+                gst::ResourceError::Read,
+                ("keeping the previous style: {}", e)
+            ),
         }
     }
 
@@ -286,7 +310,8 @@ fn model_size(frame: &Frame, max_side: u32) -> Option<(usize, usize)> {
 fn resized(frame: &Frame, width: usize, height: usize) -> Frame {
     let image = image::RgbImage::from_raw(frame.width as u32, frame.height as u32, frame.data.clone())
         .expect("a frame holds width x height x 3 bytes");
-    let out = image::imageops::resize(&image, width as u32, height as u32, image::imageops::FilterType::Triangle);
+    let out =
+        image::imageops::resize(&image, width as u32, height as u32, image::imageops::FilterType::Triangle);
     Frame { width, height, data: out.into_raw(), ..*frame }
 }
 
@@ -467,10 +492,16 @@ impl VideoFilterImpl for Stylestream {
         out_info: &gst_video::VideoInfo,
     ) -> Result<(), gst::LoggableError> {
         if !PACKED_RGB.contains(&in_info.format()) || in_info.format() != out_info.format() {
-            return Err(gst::loggable_error!(CAT, "caps {incaps} -> {outcaps}: expected one packed RGB format on both sides"));
+            return Err(gst::loggable_error!(
+                CAT,
+                "caps {incaps} -> {outcaps}: expected one packed RGB format on both sides"
+            ));
         }
         if (in_info.width(), in_info.height()) != (out_info.width(), out_info.height()) {
-            return Err(gst::loggable_error!(CAT, "caps {incaps} -> {outcaps}: the frame size must not change"));
+            return Err(gst::loggable_error!(
+                CAT,
+                "caps {incaps} -> {outcaps}: the frame size must not change"
+            ));
         }
         gst::debug!(CAT, imp = self, "frames {}x{} {}", in_info.width(), in_info.height(), in_info.format());
         self.parent_set_info(incaps, in_info, outcaps, out_info)
@@ -494,7 +525,11 @@ impl VideoFilterImpl for Stylestream {
             .and_then(|input| self.stylize(state, &input))
             .and_then(|styled| styled.write_into(frame));
         if let Err(e) = styled {
-            gst::element_imp_error!(self, gst::StreamError::Failed, ("frame {} (pts {}): {}", index, pts.display(), e));
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Failed,
+                ("frame {} (pts {}): {}", index, pts.display(), e)
+            );
             return Err(gst::FlowError::Error);
         }
         state.frames += 1;

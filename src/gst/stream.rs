@@ -50,9 +50,10 @@ impl Counters {
 /// count as dropped), else at the element's input; frames out and their latency at its output.
 fn count(element: &Stylestream, counters: &Arc<Counters>) {
     let sink = element.static_pad("sink").expect("a filter has a sink pad");
-    let queue = sink.peer().and_then(|p| p.parent_element()).filter(|e| {
-        e.factory().is_some_and(|f| f.name() == "queue")
-    });
+    let queue = sink
+        .peer()
+        .and_then(|p| p.parent_element())
+        .filter(|e| e.factory().is_some_and(|f| f.name() == "queue"));
     let input = queue.and_then(|q| q.static_pad("sink")).unwrap_or(sink);
     let c = counters.clone();
     input.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
@@ -89,7 +90,9 @@ pub fn run(
     interrupt: &AtomicBool,
 ) -> Result<LiveStats, VideoError> {
     if opts.consistency.monitor_csv.is_some() {
-        return Err(VideoError::Pipeline("--monitor-csv needs an appsink/appsrc pipeline, not the element".into()));
+        return Err(VideoError::Pipeline(
+            "--monitor-csv needs an appsink/appsrc pipeline, not the element".into(),
+        ));
     }
     // Checked here: GObject refuses an out-of-range value with a panic.
     if !(16..=4096).contains(&opts.style_size) {
@@ -136,7 +139,9 @@ pub fn run(
                 gst::MessageView::Error(err) => break Err(element_error(&msg, err)),
                 gst::MessageView::Element(m) => {
                     if let Some(s) = m.structure().filter(|s| s.name() == MONITOR_MESSAGE) {
-                        if let (Ok(styled), Ok(source)) = (s.get::<f64>("e-warp"), s.get::<f64>("e-warp-source")) {
+                        if let (Ok(styled), Ok(source)) =
+                            (s.get::<f64>("e-warp"), s.get::<f64>("e-warp-source"))
+                        {
                             e_warp = Some((styled, source));
                         }
                     }

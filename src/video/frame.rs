@@ -82,7 +82,9 @@ impl Frame {
         let stride = out.plane_stride()[0] as usize;
         let plane = out.plane_data_mut(0).map_err(|e| e.to_string())?;
         for (row, src) in plane.chunks_mut(stride).zip(self.data.chunks(self.width * 3)) {
-            for (pixel, rgb) in row[..self.width * packing.size].chunks_exact_mut(packing.size).zip(src.chunks(3)) {
+            for (pixel, rgb) in
+                row[..self.width * packing.size].chunks_exact_mut(packing.size).zip(src.chunks(3))
+            {
                 for (offset, value) in packing.rgb.iter().zip(rgb) {
                     pixel[*offset] = *value;
                 }
@@ -193,7 +195,10 @@ mod tests {
     use super::*;
 
     /// A 3x2 buffer of `format` (rows padded to 4 bytes, as GStreamer lays them out) filled by `pixel`.
-    fn buffer(format: gst_video::VideoFormat, pixel: impl Fn(usize, usize) -> Vec<u8>) -> (gst::Buffer, gst_video::VideoInfo) {
+    fn buffer(
+        format: gst_video::VideoFormat,
+        pixel: impl Fn(usize, usize) -> Vec<u8>,
+    ) -> (gst::Buffer, gst_video::VideoInfo) {
         let info = gst_video::VideoInfo::builder(format, 3, 2).build().unwrap();
         let mut buffer = gst::Buffer::with_size(info.size()).unwrap();
         buffer.get_mut().unwrap().map_writable().unwrap().fill(0);
@@ -214,7 +219,8 @@ mod tests {
     fn packed_formats_read_and_write_the_same_rgb() {
         gst::init().unwrap();
         // Pixel (x, y) has R = 10x + y, G = 100 + R, B = 200 + R; x/A bytes are 7.
-        let rgb = |x: usize, y: usize| [(10 * x + y) as u8, (110 + 10 * x + y) as u8, (210 + 10 * x + y) as u8];
+        let rgb =
+            |x: usize, y: usize| [(10 * x + y) as u8, (110 + 10 * x + y) as u8, (210 + 10 * x + y) as u8];
         let expected: Vec<u8> = (0..2).flat_map(|y| (0..3).flat_map(move |x| rgb(x, y))).collect();
         let layouts: [(gst_video::VideoFormat, fn([u8; 3]) -> Vec<u8>); 4] = [
             (gst_video::VideoFormat::Rgb, |[r, g, b]| vec![r, g, b]),
@@ -233,7 +239,11 @@ mod tests {
                 gst_video::VideoFrameRef::from_buffer_ref_writable(target.get_mut().unwrap(), &info).unwrap();
             read.write_into(&mut out).unwrap();
             drop(out);
-            assert_eq!(target.map_readable().unwrap().as_slice(), buffer.map_readable().unwrap().as_slice(), "{format}");
+            assert_eq!(
+                target.map_readable().unwrap().as_slice(),
+                buffer.map_readable().unwrap().as_slice(),
+                "{format}"
+            );
         }
     }
 

@@ -209,7 +209,10 @@ mod tests {
                     continue;
                 }
             } else {
-                assert!(t.contains("name=frames") && t.contains("name=styled"), "{name} lacks the app elements");
+                assert!(
+                    t.contains("name=frames") && t.contains("name=styled"),
+                    "{name} lacks the app elements"
+                );
             }
             // Every element exists and every link parses (nothing is started).
             let description = fill(&t, &dummy).unwrap();
