@@ -194,6 +194,9 @@ pub fn rgb_caps(width: usize, height: usize, framerate: Option<gst::Fraction>) -
 mod tests {
     use super::*;
 
+    /// The bytes of one pixel of a format, from its R, G, B.
+    type Layout = fn([u8; 3]) -> Vec<u8>;
+
     /// A 3x2 buffer of `format` (rows padded to 4 bytes, as GStreamer lays them out) filled by `pixel`.
     fn buffer(
         format: gst_video::VideoFormat,
@@ -222,7 +225,7 @@ mod tests {
         let rgb =
             |x: usize, y: usize| [(10 * x + y) as u8, (110 + 10 * x + y) as u8, (210 + 10 * x + y) as u8];
         let expected: Vec<u8> = (0..2).flat_map(|y| (0..3).flat_map(move |x| rgb(x, y))).collect();
-        let layouts: [(gst_video::VideoFormat, fn([u8; 3]) -> Vec<u8>); 4] = [
+        let layouts: [(gst_video::VideoFormat, Layout); 4] = [
             (gst_video::VideoFormat::Rgb, |[r, g, b]| vec![r, g, b]),
             (gst_video::VideoFormat::Bgrx, |[r, g, b]| vec![b, g, r, 7]),
             (gst_video::VideoFormat::Rgba, |[r, g, b]| vec![r, g, b, 7]),
@@ -249,7 +252,7 @@ mod tests {
 
     fn buffer_with_zero_rgb(
         format: gst_video::VideoFormat,
-        layout: fn([u8; 3]) -> Vec<u8>,
+        layout: Layout,
     ) -> (gst::Buffer, gst_video::VideoInfo) {
         buffer(format, |_, _| layout([0, 0, 0]))
     }
