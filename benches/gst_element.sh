@@ -8,7 +8,8 @@
 # fps = frames / wall seconds of the whole command (model loading and style encoding included, for
 # both). Prints the median of RUNS runs per case; results go to benches/RESULTS.md.
 # Usage: bash benches/gst_element.sh [RUNS] (default 5). PROFILE=dev|release (default release) picks
-# the build of both the binary and the plugin; NO_BUILD=1 uses the ones already built there.
+# the build of both the binary and the plugin; NO_BUILD=1 uses the ones already built there; ONLY=TEXT
+# runs only the cases whose label contains TEXT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
@@ -41,11 +42,12 @@ seconds() { # seconds CMD... -> wall time of the command
 }
 
 median() { # median LABEL FRAMES SECONDS...
-  python3 -c "import statistics,sys; n=int(sys.argv[2]); v=[n/float(x) for x in sys.argv[3:]]; print(f'{sys.argv[1]}: median {statistics.median(v):.2f} fps over {len(v)} runs (min {min(v):.2f}, max {max(v):.2f})')" "$@"
+  python3 -c "import statistics,sys; n=int(sys.argv[2]); v=[n/float(x) for x in sys.argv[3:]]; s=sorted(float(x) for x in sys.argv[3:]); print(f'{sys.argv[1]}: median {statistics.median(v):.3f} fps over {len(v)} runs (min {min(v):.3f}, max {max(v):.3f}; median wall {statistics.median(s):.1f} s)')" "$@"
 }
 
 case_() { # case_ LABEL CLIP FRAMES MODEL [STYLE]
   local label=$1 clip=$2 frames=$3 model=$4 style=${5:-}
+  [[ $label == *"${ONLY:-}"* ]] || return 0
   local cli=() element=()
   for _ in $(seq "$runs"); do
     cli+=("$(seconds "$target/stylestream" video "$work/$clip.mkv" -o "$work/cli.mkv" --overwrite --model "$model" ${style:+--style "$style"})")
@@ -59,9 +61,10 @@ case_() { # case_ LABEL CLIP FRAMES MODEL [STYLE]
 }
 
 cp tests/fixtures/images/hubble_deep_field.jpg "$work/style.jpg"
-clip io256 256 256 300
-clip io512 512 512 300
-clip m256 256 256 6
+for c in "io256 256 256 300" "io512 512 512 300" "m256 256 256 6"; do
+  # shellcheck disable=SC2086
+  clip $c
+done
 case_ "identity 256x256, 300 frames" io256 300 identity
 case_ "identity 512x512, 300 frames" io512 300 identity
 case_ "stya2k 256x256, 6 frames" m256 6 formula:7 "$work/style.jpg"
