@@ -304,3 +304,41 @@ fn max_side_runs_the_model_smaller_and_keeps_the_frame_size() {
     let (input, output) = run("smpte");
     assert_ne!(input[0].data, output[0].data);
 }
+
+#[test]
+fn stream_runs_an_element_pipeline_with_the_cli_model_and_monitor() {
+    use std::sync::atomic::AtomicBool;
+    use stylestream::video::consistency::ConsistencyOptions;
+    use stylestream::video::live::{self, LiveOptions, Sink, Source};
+
+    init();
+    // `stream --pipeline FILE`, as pipelines/test-pattern-element.pipeline with a fakesink.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("element.pipeline");
+    std::fs::write(
+        &file,
+        "videotestsrc is-live=true pattern=ball ! video/x-raw,width={width},height={height},framerate={fps}/1 \
+         ! videoconvert ! video/x-raw,format=RGB ! queue leaky=downstream max-size-buffers=1 ! stylestream \
+         ! fakesink sync=false",
+    )
+    .unwrap();
+    let opts = LiveOptions {
+        source: Source::Test,
+        sink: Sink::Null,
+        size: Some((128, 96)),
+        fps: 30,
+        duration: Some(std::time::Duration::from_secs(3)),
+        watch_style: None,
+        style_size: 512,
+        overwrite: false,
+        consistency: ConsistencyOptions { monitor: true, ..Default::default() },
+    };
+    let stylizer = Box::new(stylestream::video::Identity);
+    let stats =
+        live::run(&opts, Some(file.to_str().unwrap()), stylizer, &|_| {}, &AtomicBool::new(false)).unwrap();
+    // 3 s of a 30 fps live source, every frame through the fast identity (allowing a loaded machine).
+    assert!(stats.frames_in >= 60 && stats.frames_out + 2 >= stats.frames_in / 2, "{stats}");
+    // The monitor posts every 30 frames; the identity's warping error is the source's.
+    let (styled, source) = stats.e_warp.expect("a monitor reading");
+    assert_eq!(styled, source, "{stats}");
+}
