@@ -5,30 +5,12 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::checkpoint::{self, WeightSource};
+use crate::checkpoint;
 use crate::cli::NeatArgs;
 use crate::image_io;
 use crate::models::Network;
+use crate::video::stylizer::ModelChoice;
 use crate::video::{self, batch, file, live, Identity, NeatStylizer, StyA2kStylizer, Stylizer};
-
-/// Which network stylises the frames.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ModelChoice {
-    /// Frames pass through unchanged (pipeline checks and I/O benchmarks).
-    Identity,
-    /// StyA2K or NeAT, as the weights say.
-    Network(WeightSource),
-}
-
-impl std::str::FromStr for ModelChoice {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "identity" => Ok(ModelChoice::Identity),
-            other => other.parse().map(ModelChoice::Network),
-        }
-    }
-}
 
 /// The model and its style, shared by `video` and `stream`.
 #[derive(Debug, clap::Args)]
@@ -124,8 +106,8 @@ pub struct StreamArgs {
     /// `srt://...` or `null`.
     #[arg(long, default_value = "display")]
     pub sink: live::Sink,
-    /// A named pipeline (webcam-display, webcam-v4l2loopback, rtmp, srt, test-pattern) or a
-    /// `.pipeline` file, instead of --source/--sink.
+    /// A named pipeline (webcam-display, webcam-v4l2loopback, rtmp, srt, test-pattern; NAME-element
+    /// runs the model as the `stylestream` element) or a `.pipeline` file, instead of --source/--sink.
     #[arg(long, value_name = "NAME|FILE")]
     pub pipeline: Option<String>,
     #[command(flatten)]

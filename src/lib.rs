@@ -11,6 +11,8 @@ mod cli_train;
 #[cfg(feature = "media")]
 mod cli_video;
 pub mod device;
+#[cfg(feature = "gst-plugin")]
+pub mod gst;
 pub mod image_io;
 pub mod interrupt;
 pub mod models;

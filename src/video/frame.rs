@@ -1,4 +1,5 @@
-//! Frames between GStreamer and the model: packed 8-bit RGB with their timing.
+//! Frames between GStreamer and the model: packed 8-bit RGB with their timing, read from and written
+//! to GStreamer's packed RGB formats (the appsink's RGB, and the element's RGBA/BGRx/... in place).
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
@@ -34,16 +35,62 @@ impl Frame {
         let buffer = sample.buffer().ok_or_else(|| element("sample without buffer".into()))?;
         let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
             .map_err(|e| element(e.to_string()))?;
-        let (width, height) = (info.width() as usize, info.height() as usize);
-        let stride = frame.plane_stride()[0] as usize;
-        let plane = frame.plane_data(0).map_err(|e| element(e.to_string()))?;
-        let mut data = Vec::with_capacity(width * height * 3);
-        for row in plane.chunks(stride).take(height) {
-            data.extend_from_slice(&row[..width * 3]);
-        }
         let segment = sample.segment().and_then(|s| s.downcast_ref::<gst::ClockTime>());
         let pts = buffer.pts().map(|pts| segment.and_then(|s| s.to_running_time(pts)).unwrap_or(pts));
-        Ok(Frame { width, height, data, pts, duration: buffer.duration(), index, captured: Instant::now() })
+        Frame::from_video_frame(&frame, pts, index).map_err(element)
+    }
+
+    /// Copies a mapped frame in one of the [`PACKED_RGB`] formats into packed RGB rows, honouring the
+    /// row stride (GStreamer pads RGB rows to 4 bytes: width 322 has stride 968, not 966). `pts` is
+    /// the caller's (the appsink maps it to running time; the element keeps the buffer's).
+    pub fn from_video_frame(
+        frame: &gst_video::VideoFrameRef<&gst::BufferRef>,
+        pts: Option<gst::ClockTime>,
+        index: u64,
+    ) -> Result<Self, String> {
+        let packing = Packing::of(frame.format())?;
+        let (width, height) = (frame.width() as usize, frame.height() as usize);
+        let stride = frame.plane_stride()[0] as usize;
+        let plane = frame.plane_data(0).map_err(|e| e.to_string())?;
+        let mut data = Vec::with_capacity(width * height * 3);
+        for row in plane.chunks(stride).take(height) {
+            if packing.size == 3 && packing.rgb == [0, 1, 2] {
+                data.extend_from_slice(&row[..width * 3]);
+            } else {
+                for pixel in row[..width * packing.size].chunks_exact(packing.size) {
+                    data.extend(packing.rgb.map(|offset| pixel[offset]));
+                }
+            }
+        }
+        let duration = frame.buffer().duration();
+        Ok(Frame { width, height, data, pts, duration, index, captured: Instant::now() })
+    }
+
+    /// Writes this frame's pixels into the R, G and B bytes of `out` (same size, a [`PACKED_RGB`]
+    /// format); the other bytes (alpha, padding) are left as they are.
+    pub fn write_into(&self, out: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>) -> Result<(), String> {
+        let packing = Packing::of(out.format())?;
+        if (out.width() as usize, out.height() as usize) != (self.width, self.height) {
+            return Err(format!(
+                "frame is {}x{}, the output buffer {}x{}",
+                self.width,
+                self.height,
+                out.width(),
+                out.height()
+            ));
+        }
+        let stride = out.plane_stride()[0] as usize;
+        let plane = out.plane_data_mut(0).map_err(|e| e.to_string())?;
+        for (row, src) in plane.chunks_mut(stride).zip(self.data.chunks(self.width * 3)) {
+            for (pixel, rgb) in
+                row[..self.width * packing.size].chunks_exact_mut(packing.size).zip(src.chunks(3))
+            {
+                for (offset, value) in packing.rgb.iter().zip(rgb) {
+                    pixel[*offset] = *value;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A buffer for an appsrc whose caps are [`Frame::caps`], rows padded to GStreamer's stride.
@@ -102,6 +149,35 @@ impl Frame {
     }
 }
 
+/// The 8-bit packed RGB formats frames are read from and written to: one plane, 3 or 4 bytes a pixel.
+pub const PACKED_RGB: [gst_video::VideoFormat; 10] = {
+    use gst_video::VideoFormat::*;
+    [Rgb, Bgr, Rgba, Bgra, Argb, Abgr, Rgbx, Bgrx, Xrgb, Xbgr]
+};
+
+/// Where R, G and B sit inside one pixel of a [`PACKED_RGB`] format, and the pixel's size in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Packing {
+    rgb: [usize; 3],
+    size: usize,
+}
+
+impl Packing {
+    fn of(format: gst_video::VideoFormat) -> Result<Self, String> {
+        use gst_video::VideoFormat::*;
+        let (rgb, size) = match format {
+            Rgb => ([0, 1, 2], 3),
+            Bgr => ([2, 1, 0], 3),
+            Rgba | Rgbx => ([0, 1, 2], 4),
+            Bgra | Bgrx => ([2, 1, 0], 4),
+            Argb | Xrgb => ([1, 2, 3], 4),
+            Abgr | Xbgr => ([3, 2, 1], 4),
+            other => return Err(format!("format {other} is not packed 8-bit RGB")),
+        };
+        Ok(Packing { rgb, size })
+    }
+}
+
 /// Fixed caps of packed RGB frames of a given size for the appsrc; the frame rate is 0/1 (variable:
 /// every buffer carries its own timestamps) when not known.
 pub fn rgb_caps(width: usize, height: usize, framerate: Option<gst::Fraction>) -> gst::Caps {
@@ -112,4 +188,82 @@ pub fn rgb_caps(width: usize, height: usize, framerate: Option<gst::Fraction>) -
         .framerate(framerate.unwrap_or(gst::Fraction::new(0, 1)))
         .pixel_aspect_ratio(gst::Fraction::new(1, 1))
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bytes of one pixel of a format, from its R, G, B.
+    type Layout = fn([u8; 3]) -> Vec<u8>;
+
+    /// A 3x2 buffer of `format` (rows padded to 4 bytes, as GStreamer lays them out) filled by `pixel`.
+    fn buffer(
+        format: gst_video::VideoFormat,
+        pixel: impl Fn(usize, usize) -> Vec<u8>,
+    ) -> (gst::Buffer, gst_video::VideoInfo) {
+        let info = gst_video::VideoInfo::builder(format, 3, 2).build().unwrap();
+        let mut buffer = gst::Buffer::with_size(info.size()).unwrap();
+        buffer.get_mut().unwrap().map_writable().unwrap().fill(0);
+        {
+            let mut frame =
+                gst_video::VideoFrameRef::from_buffer_ref_writable(buffer.get_mut().unwrap(), &info).unwrap();
+            let stride = frame.plane_stride()[0] as usize;
+            let plane = frame.plane_data_mut(0).unwrap();
+            for y in 0..2 {
+                let row: Vec<u8> = (0..3).flat_map(|x| pixel(x, y)).collect();
+                plane[y * stride..y * stride + row.len()].copy_from_slice(&row);
+            }
+        }
+        (buffer, info)
+    }
+
+    #[test]
+    fn packed_formats_read_and_write_the_same_rgb() {
+        gst::init().unwrap();
+        // Pixel (x, y) has R = 10x + y, G = 100 + R, B = 200 + R; x/A bytes are 7.
+        let rgb =
+            |x: usize, y: usize| [(10 * x + y) as u8, (110 + 10 * x + y) as u8, (210 + 10 * x + y) as u8];
+        let expected: Vec<u8> = (0..2).flat_map(|y| (0..3).flat_map(move |x| rgb(x, y))).collect();
+        let layouts: [(gst_video::VideoFormat, Layout); 4] = [
+            (gst_video::VideoFormat::Rgb, |[r, g, b]| vec![r, g, b]),
+            (gst_video::VideoFormat::Bgrx, |[r, g, b]| vec![b, g, r, 7]),
+            (gst_video::VideoFormat::Rgba, |[r, g, b]| vec![r, g, b, 7]),
+            (gst_video::VideoFormat::Argb, |[r, g, b]| vec![7, r, g, b]),
+        ];
+        for (format, layout) in layouts {
+            let (buffer, info) = buffer(format, |x, y| layout(rgb(x, y)));
+            let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer.as_ref(), &info).unwrap();
+            let read = Frame::from_video_frame(&frame, None, 0).unwrap();
+            assert_eq!(read.data, expected, "{format}");
+            // Written back over a frame of zeros in R, G, B: the same bytes, the 7s untouched.
+            let (mut target, _) = buffer_with_zero_rgb(format, layout);
+            let mut out =
+                gst_video::VideoFrameRef::from_buffer_ref_writable(target.get_mut().unwrap(), &info).unwrap();
+            read.write_into(&mut out).unwrap();
+            drop(out);
+            assert_eq!(
+                target.map_readable().unwrap().as_slice(),
+                buffer.map_readable().unwrap().as_slice(),
+                "{format}"
+            );
+        }
+    }
+
+    fn buffer_with_zero_rgb(
+        format: gst_video::VideoFormat,
+        layout: Layout,
+    ) -> (gst::Buffer, gst_video::VideoInfo) {
+        buffer(format, |_, _| layout([0, 0, 0]))
+    }
+
+    #[test]
+    fn planar_formats_are_refused() {
+        gst::init().unwrap();
+        let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, 4, 2).build().unwrap();
+        let buffer = gst::Buffer::with_size(info.size()).unwrap();
+        let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer.as_ref(), &info).unwrap();
+        let e = Frame::from_video_frame(&frame, None, 0).unwrap_err();
+        assert_eq!(e, "format I420 is not packed 8-bit RGB");
+    }
 }

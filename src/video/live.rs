@@ -257,6 +257,13 @@ pub fn run(
     };
     let tmp = final_path.as_deref().map(crate::output::temp_sibling);
     let pipeline = launch(&description(opts, pipeline_name, tmp.as_ref())?)?;
+    // A description with the `stylestream` element runs the model there (`pipelines/*-element`).
+    #[cfg(feature = "gst-plugin")]
+    if let Some(element) = crate::gst::stream::find(&pipeline) {
+        let result = crate::gst::stream::run(&pipeline, &element, opts, stylizer, report, interrupt);
+        let _ = pipeline.set_state(gst::State::Null);
+        return result;
+    }
     let result = drive(&pipeline, opts, stylizer, report, interrupt);
     let _ = pipeline.set_state(gst::State::Null);
     match (result, final_path, tmp) {

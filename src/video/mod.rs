@@ -50,7 +50,10 @@ fn package_hint(package: &Option<&'static str>) -> String {
     package.map(|p| format!(" (Debian package {p})")).unwrap_or_default()
 }
 
-/// Initialises GStreamer once.
+/// Initialises GStreamer once (and registers the `stylestream` element, with feature gst-plugin).
 pub fn init() -> Result<(), VideoError> {
-    gstreamer::init().map_err(|e| VideoError::Init(e.to_string()))
+    gstreamer::init().map_err(|e| VideoError::Init(e.to_string()))?;
+    #[cfg(feature = "gst-plugin")]
+    crate::gst::register_once().map_err(|e| VideoError::Init(format!("the stylestream element: {e}")))?;
+    Ok(())
 }

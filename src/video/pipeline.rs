@@ -6,7 +6,7 @@ use gstreamer::prelude::*;
 use super::VideoError;
 
 /// The named descriptions shipped in `pipelines/`, by name.
-const NAMED: [(&str, &str); 7] = [
+const NAMED: [(&str, &str); 12] = [
     ("file-mp4", include_str!("../../pipelines/file-mp4.pipeline")),
     ("file-mkv", include_str!("../../pipelines/file-mkv.pipeline")),
     ("test-pattern", include_str!("../../pipelines/test-pattern.pipeline")),
@@ -14,6 +14,12 @@ const NAMED: [(&str, &str); 7] = [
     ("webcam-v4l2loopback", include_str!("../../pipelines/webcam-v4l2loopback.pipeline")),
     ("rtmp", include_str!("../../pipelines/rtmp.pipeline")),
     ("srt", include_str!("../../pipelines/srt.pipeline")),
+    // The same with the model as the `stylestream` element (feature gst-plugin) instead of appsink/appsrc.
+    ("test-pattern-element", include_str!("../../pipelines/test-pattern-element.pipeline")),
+    ("webcam-display-element", include_str!("../../pipelines/webcam-display-element.pipeline")),
+    ("webcam-v4l2loopback-element", include_str!("../../pipelines/webcam-v4l2loopback-element.pipeline")),
+    ("rtmp-element", include_str!("../../pipelines/rtmp-element.pipeline")),
+    ("srt-element", include_str!("../../pipelines/srt-element.pipeline")),
 ];
 
 /// Which Debian package provides each element our descriptions use, for "not installed" errors.
@@ -197,7 +203,17 @@ mod tests {
         .collect();
         for (name, _) in NAMED {
             let t = template(name).unwrap();
-            assert!(t.contains("name=frames") && t.contains("name=styled"), "{name} lacks the app elements");
+            if name.ends_with("-element") {
+                assert!(t.contains("! stylestream !"), "{name} lacks the stylestream element");
+                if cfg!(not(feature = "gst-plugin")) {
+                    continue;
+                }
+            } else {
+                assert!(
+                    t.contains("name=frames") && t.contains("name=styled"),
+                    "{name} lacks the app elements"
+                );
+            }
             // Every element exists and every link parses (nothing is started).
             let description = fill(&t, &dummy).unwrap();
             launch(&description).unwrap_or_else(|e| panic!("{name}: {e}\n{description}"));

@@ -1,8 +1,28 @@
 //! The model behind the video stages: anything that maps a frame tensor to a frame tensor.
 use candle_core::{Result, Tensor};
 
+use crate::checkpoint::WeightSource;
 use crate::models::neat::{Controls, Neat, NeatStyle};
 use crate::models::stya2k::{StyA2K, StyleFeatures};
+
+/// Which network stylises the frames (`--model` of `video`/`stream`, the element's `model`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelChoice {
+    /// Frames pass through unchanged (pipeline checks and I/O benchmarks).
+    Identity,
+    /// StyA2K or NeAT, as the weights say.
+    Network(WeightSource),
+}
+
+impl std::str::FromStr for ModelChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "identity" => Ok(ModelChoice::Identity),
+            other => other.parse().map(ModelChoice::Network),
+        }
+    }
+}
 
 /// A per-frame image-to-image model. Frames are `[1, 3, H, W]` RGB in [0, 1]; the output has the same
 /// shape (values outside [0, 1] are clamped later).
