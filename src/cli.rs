@@ -36,6 +36,10 @@ pub enum Command {
     /// Measure temporal consistency (warping errors) of a stylised video against its source.
     #[cfg(feature = "media")]
     Measure(crate::cli_measure::MeasureArgs),
+    /// Merge the manifests of a (sharded) batch's output folder: list failed and missing inputs, exit
+    /// non-zero if there are any.
+    #[cfg(feature = "media")]
+    BatchReport(crate::cli_batch_report::BatchReportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -172,6 +176,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Stream(args) => crate::cli_video::stream(args),
         #[cfg(feature = "media")]
         Command::Measure(args) => crate::cli_measure::measure(args),
+        #[cfg(feature = "media")]
+        Command::BatchReport(args) => crate::cli_batch_report::batch_report(args),
     }
 }
 
