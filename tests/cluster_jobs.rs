@@ -34,8 +34,9 @@ fn slurm_array_script_is_valid_and_runs_the_binary_from_the_shared_volume() {
     assert!(syntax.status.success(), "{}", String::from_utf8_lossy(&syntax.stderr));
     // sbatch stops reading #SBATCH options at the first line that is neither blank nor a comment.
     let text = std::fs::read_to_string(&script).unwrap();
-    let first_command = text.lines().position(|l| !l.trim().is_empty() && !l.starts_with('#')).unwrap();
-    let last_option = text.lines().rposition(|l| l.starts_with("#SBATCH")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let first_command = lines.iter().position(|l| !l.trim().is_empty() && !l.starts_with('#')).unwrap();
+    let last_option = lines.iter().rposition(|l| l.starts_with("#SBATCH")).unwrap();
     assert!(last_option < first_command, "an #SBATCH line after the first command is ignored by sbatch");
     assert!(text.contains("#SBATCH --array=0-"), "the array numbers shards from 0");
 

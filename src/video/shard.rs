@@ -117,8 +117,16 @@ fn slurm_shard(env: &dyn Fn(&str) -> Option<String>, count_given: Option<u32>) -
     })?;
     let min = number(env, "SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
     let step = number(env, "SLURM_ARRAY_TASK_STEP")?.unwrap_or(1).max(1);
-    let max = number(env, "SLURM_ARRAY_TASK_MAX")?.unwrap_or(min + (count.max(1) - 1) * step);
-    let regular = id >= min && (id - min) % step == 0 && max >= min && (max - min) / step + 1 == count;
+    // In u64: no overflow whatever the variables say.
+    let (id64, min64, step64, count64) = (u64::from(id), u64::from(min), u64::from(step), u64::from(count));
+    let max = match number(env, "SLURM_ARRAY_TASK_MAX")? {
+        Some(max) => u64::from(max),
+        None => min64 + count64.saturating_sub(1) * step64,
+    };
+    let regular = id64 >= min64
+        && (id64 - min64) % step64 == 0
+        && max >= min64
+        && (max - min64) / step64 + 1 == count64;
     if !regular {
         return Err(ShardError::Scheduler(format!(
             "Slurm array task {id} of {count} (min {min}, max {max}, step {step}) is not one of an evenly \
@@ -158,7 +166,7 @@ impl std::fmt::Display for Shard {
 mod tests {
     use super::*;
 
-    fn env_of<'a>(vars: &'a [(&str, &str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    fn env_of<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
         move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
     }
 
