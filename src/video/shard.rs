@@ -207,8 +207,8 @@ mod tests {
     #[test]
     fn flag_wins_and_no_scheduler_means_the_whole_batch() {
         let slurm = [("SLURM_ARRAY_TASK_ID", "4"), ("SLURM_ARRAY_TASK_COUNT", "8")];
-        let flag = Some(Shard { index: 1, count: 2 });
-        assert_eq!(Shard::resolve(flag, None, &env_of(&slurm)), Ok(flag.unwrap()));
+        let flag = Shard { index: 1, count: 2 };
+        assert_eq!(Shard::resolve(Some(flag), None, &env_of(&slurm)), Ok(flag));
         assert_eq!(Shard::resolve(None, None, &env_of(&[])), Ok(Shard::ALL));
         assert!(Shard::resolve(None, Some(4), &env_of(&[])).is_err(), "a count without an index");
     }
