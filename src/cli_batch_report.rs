@@ -53,7 +53,7 @@ pub fn batch_report(args: BatchReportArgs) -> Result<()> {
     );
     if !summary.is_complete() {
         bail!(
-            "{}: the batch is not complete ({} failed, {} missing, {} shards without a manifest)",
+            "{}: the batch is not complete ({} failed, {} missing, missing manifests: {})",
             args.dir.display(),
             summary.failed.len(),
             summary.missing.len(),

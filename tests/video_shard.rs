@@ -14,6 +14,9 @@ use common::arg;
 use common::clips::make_clip;
 use serde_json::Value;
 
+/// Environment variables a worker is started with.
+type Env<'a> = &'a [(&'a str, &'a str)];
+
 const CLIPS: usize = 50;
 const FRAMES: u64 = 3;
 
@@ -55,7 +58,7 @@ fn expected_shard(name: &str, count: u32) -> u32 {
     (hash % count as u64) as u32
 }
 
-fn stylestream(args: &[&str], env: &[(&str, &str)]) -> Command {
+fn stylestream(args: &[&str], env: Env) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_stylestream"));
     cmd.args(args).env_remove("RUST_BACKTRACE");
     for var in SCHEDULER_VARS {
@@ -65,7 +68,7 @@ fn stylestream(args: &[&str], env: &[(&str, &str)]) -> Command {
     cmd
 }
 
-fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+fn run(args: &[&str], env: Env) -> Output {
     stylestream(args, env).output().expect("binary runs")
 }
 
@@ -110,7 +113,7 @@ fn shards_cover_every_input_exactly_once() {
             let mut args = batch_args(inputs, &out);
             // Two shards of 3 take their place from the scheduler instead: an Indexed Job's pod, and
             // the last task of a Slurm array numbered from 1.
-            let env: &[(&str, &str)] = match (count, index) {
+            let env: Env = match (count, index) {
                 (3, 1) => &[("JOB_COMPLETION_INDEX", "1"), ("STYLESTREAM_SHARD_COUNT", "3")],
                 (3, 2) => &[
                     ("SLURM_ARRAY_TASK_ID", "3"),
@@ -244,7 +247,7 @@ fn an_output_cut_short_by_an_interrupt_is_redone_and_failures_retried() {
 fn bad_shard_settings_are_one_line_errors_before_any_work() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let cases: [(&[&str], &[(&str, &str)], &str); 4] = [
+    let cases: [(&[&str], Env, &str); 4] = [
         (&["--shard", "3/3"], &[], "must be below N=3"),
         (&["--shard", "1of3"], &[], "expected K/N"),
         (&[], &[("JOB_COMPLETION_INDEX", "1")], "STYLESTREAM_SHARD_COUNT"),
