@@ -40,6 +40,10 @@ pub enum Command {
     /// Score models on held-out content and style folders (Chamfer colour distance, SSIM, random-encoder
     /// statistics) and draw a contact sheet; no pretrained network needed.
     EvalQuality(crate::cli_quality::EvalQualityArgs),
+    /// Merge the manifests of a (sharded) batch's output folder: list failed and missing inputs, exit
+    /// non-zero if there are any.
+    #[cfg(feature = "media")]
+    BatchReport(crate::cli_batch_report::BatchReportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -194,6 +198,8 @@ pub fn run(cli: Cli) -> Result<()> {
         #[cfg(feature = "media")]
         Command::Measure(args) => crate::cli_measure::measure(args),
         Command::EvalQuality(args) => crate::cli_quality::eval_quality(args),
+        #[cfg(feature = "media")]
+        Command::BatchReport(args) => crate::cli_batch_report::batch_report(args),
     }
 }
 

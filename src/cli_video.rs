@@ -9,8 +9,9 @@ use crate::checkpoint;
 use crate::cli::NeatArgs;
 use crate::image_io;
 use crate::models::Network;
+use crate::video::shard::Shard;
 use crate::video::stylizer::ModelChoice;
-use crate::video::{self, batch, file, live, Identity, NeatStylizer, StyA2kStylizer, Stylizer};
+use crate::video::{self, batch, file, live, manifest, Identity, NeatStylizer, StyA2kStylizer, Stylizer};
 
 /// The model and its style, shared by `video` and `stream`.
 #[derive(Debug, clap::Args)]
@@ -95,6 +96,26 @@ pub struct VideoArgs {
     pub overwrite: bool,
     #[command(flatten)]
     pub consistency: ConsistencyArgs,
+    #[command(flatten)]
+    pub shard: ShardArgs,
+}
+
+/// Splitting a batch over independent workers (Slurm arrays, Kubernetes Indexed Jobs, GNU parallel).
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Sharding")]
+pub struct ShardArgs {
+    /// Run only shard K of N of the batch (OUT is then a folder), K counting from 0 (0/4 .. 3/4): an
+    /// input goes to shard FNV-1a-64(its file name) mod N, the same on every run and machine. Without
+    /// it, a batch takes K and N from a Slurm array (the task's place in SLURM_ARRAY_TASK_MIN..MAX, of
+    /// SLURM_ARRAY_TASK_COUNT; with --shard-count, K is SLURM_ARRAY_TASK_ID itself) or from
+    /// JOB_COMPLETION_INDEX with --shard-count. Each shard keeps OUT/.stylestream-manifest-K-of-N.jsonl
+    /// (see batch-report); a re-run skips finished outputs and retries failed ones.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
+    /// Number of shards N with JOB_COMPLETION_INDEX (the Job's completions) or SLURM_ARRAY_TASK_ID
+    /// [env: STYLESTREAM_SHARD_COUNT].
+    #[arg(long, value_name = "N", conflicts_with = "shard", value_parser = clap::value_parser!(u32).range(1..))]
+    pub shard_count: Option<u32>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -205,7 +226,10 @@ pub fn video(args: VideoArgs) -> Result<()> {
         overwrite: args.overwrite,
         consistency: args.consistency.options(),
     };
-    let is_batch = args.inputs.len() > 1 || args.inputs[0].is_dir() || args.output.is_dir();
+    let is_batch = args.inputs.len() > 1
+        || args.inputs[0].is_dir()
+        || args.output.is_dir()
+        || args.shard.shard.is_some();
     let make = stylizer_factory(&args.model)?;
     let interrupt = crate::interrupt::flag("finishing the output file");
     if !is_batch {
@@ -233,9 +257,13 @@ pub fn video(args: VideoArgs) -> Result<()> {
     if args.consistency.monitor_csv.is_some() {
         bail!("--monitor-csv writes one file: use it with a single input, not a batch");
     }
+    let shard = Shard::resolve(args.shard.shard, args.shard.shard_count, &|name| std::env::var(name).ok())?;
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("{}: cannot create", args.output.display()))?;
-    let items = batch::plan(&args.inputs, &args.output, &args.container)?;
+    let planned = batch::plan(&args.inputs, &args.output, &args.container)?;
+    let planned_count = planned.len();
+    let items: Vec<batch::BatchItem> = planned.into_iter().filter(|item| shard.takes(&item.key)).collect();
+    let mut record = manifest::Manifest::open(&args.output, shard)?;
     let bar = progress_bar(None);
     let outcome = batch::run(
         &items,
@@ -246,20 +274,31 @@ pub fn video(args: VideoArgs) -> Result<()> {
             bar.set_position(done);
         },
         interrupt,
+        &mut record,
     );
     bar.finish_and_clear();
+    let outcome = outcome?;
+    let of_shard = match shard {
+        Shard::ALL => String::new(),
+        _ => format!(" (shard {shard}: {} of {planned_count} inputs)", items.len()),
+    };
     eprintln!(
-        "batch: {} written, {} skipped (already there), {} failed{}",
+        "batch{of_shard}: {} written, {} skipped (already there), {} failed{}; manifest {}",
         outcome.done.len(),
         outcome.skipped.len(),
         outcome.failed.len(),
-        if outcome.interrupted { ", interrupted" } else { "" }
+        if outcome.interrupted { ", interrupted" } else { "" },
+        record.path().display()
     );
     for (input, e) in &outcome.failed {
         eprintln!("failed: {}: {e}", input.display());
     }
     if !outcome.failed.is_empty() {
         bail!("{} of {} inputs failed", outcome.failed.len(), items.len());
+    }
+    // A scheduler must not count a stopped worker (SIGTERM at a time limit, a pod evicted) as done.
+    if outcome.interrupted {
+        bail!("interrupted before the batch finished: run the same command again to resume");
     }
     Ok(())
 }

@@ -5,6 +5,8 @@
 pub mod checkpoint;
 pub mod cli;
 #[cfg(feature = "media")]
+mod cli_batch_report;
+#[cfg(feature = "media")]
 mod cli_measure;
 mod cli_quality;
 mod cli_train;

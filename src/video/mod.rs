@@ -3,16 +3,19 @@
 //! -> encode/mux/sink.
 //!
 //! - [`file`]: one file to one file (audio kept, timestamps kept, temp name + rename, interrupt-safe).
-//! - [`batch`]: many files to a folder, resumable.
+//! - [`batch`]: many files to a folder, resumable; [`shard`] splits a batch over workers, [`manifest`]
+//!   records what each did.
 //! - [`live`]: cameras and network streams, never blocking the source on the model.
 pub mod batch;
 pub mod consistency;
 pub mod file;
 pub mod frame;
 pub mod live;
+pub mod manifest;
 pub mod pipeline;
 pub mod probe;
 pub mod reader;
+pub mod shard;
 mod stages;
 pub mod stylizer;
 
