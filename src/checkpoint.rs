@@ -77,19 +77,13 @@ pub enum CheckpointError {
 
 /// Where model weights come from: a bundle file (StyA2K or NeAT, as its metadata says), `formula:SEED`
 /// (StyA2K with the golden tests' deterministic random weights: an untrained network, for tests and
-/// benchmarks), `formula-neat:SEED` (NeAT with formula weights and the default [`NeatConfig`]) or
-/// `default`: the model trained by us that ships in `weights/` and is compiled into the binary, so a
-/// fresh install stylises with no download and no flag.
+/// benchmarks) or `formula-neat:SEED` (NeAT with formula weights and the default [`NeatConfig`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WeightSource {
     Bundle(PathBuf),
     Formula(u64),
     NeatFormula(u64),
-    Default,
 }
-
-/// The shipped default model (`weights/README.md` says how it was trained).
-pub const DEFAULT_BUNDLE: &[u8] = include_bytes!("../weights/stya2k.safetensors");
 
 impl std::fmt::Display for WeightSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -97,7 +91,6 @@ impl std::fmt::Display for WeightSource {
             WeightSource::Bundle(path) => write!(f, "{}", path.display()),
             WeightSource::Formula(seed) => write!(f, "formula:{seed}"),
             WeightSource::NeatFormula(seed) => write!(f, "formula-neat:{seed}"),
-            WeightSource::Default => f.write_str("default"),
         }
     }
 }
@@ -112,8 +105,6 @@ impl std::str::FromStr for WeightSource {
             seed("formula:", rest).map(WeightSource::Formula)
         } else if let Some(rest) = s.strip_prefix("formula-neat:") {
             seed("formula-neat:", rest).map(WeightSource::NeatFormula)
-        } else if s == "default" {
-            Ok(WeightSource::Default)
         } else {
             Ok(WeightSource::Bundle(PathBuf::from(s)))
         }
@@ -204,10 +195,10 @@ pub fn load_as(source: &WeightSource, device: &Device, dtype: DType) -> Result<N
             return load_stya2k_as(source, device, dtype).map(|m| Network::StyA2K(Box::new(m)))
         }
         WeightSource::NeatFormula(_) => return load_neat(source, device).map(Network::Neat),
-        WeightSource::Bundle(_) | WeightSource::Default => source.to_string().into(),
+        WeightSource::Bundle(path) => path.clone(),
     };
     let path = &path;
-    let (info, tensors) = read_source_bundle(source)?;
+    let (info, tensors) = read_bundle(path)?;
     match info.model.as_str() {
         STYA2K => build_strict(
             inference_tensors(&info, tensors)?,
@@ -245,9 +236,8 @@ pub fn load_stya2k_as(
             found: NEAT.into(),
             expected: STYA2K,
         }),
-        WeightSource::Bundle(_) | WeightSource::Default => {
-            let path = &PathBuf::from(source.to_string());
-            let (info, tensors) = read_source_bundle(source)?;
+        WeightSource::Bundle(path) => {
+            let (info, tensors) = read_bundle(path)?;
             if info.model != STYA2K {
                 return Err(CheckpointError::WrongModel {
                     path: path.clone(),
@@ -295,9 +285,8 @@ pub fn load_neat(source: &WeightSource, device: &Device) -> Result<Neat, Checkpo
             found: STYA2K.into(),
             expected: NEAT,
         }),
-        WeightSource::Bundle(_) | WeightSource::Default => {
-            let path = &PathBuf::from(source.to_string());
-            let (info, tensors) = read_source_bundle(source)?;
+        WeightSource::Bundle(path) => {
+            let (info, tensors) = read_bundle(path)?;
             if info.model != NEAT {
                 return Err(CheckpointError::WrongModel {
                     path: path.clone(),
@@ -324,16 +313,6 @@ fn build_neat(
         .check()
         .map_err(|e| CheckpointError::Config { path: path.to_path_buf(), message: e.to_string() })?;
     build_strict(tensors, device, DType::F32, |_| path.to_path_buf(), "NeAT", |vb| Neat::new(config, vb))
-}
-
-/// The bundle of a source that is one: a file, or the default compiled into the binary.
-fn read_source_bundle(
-    source: &WeightSource,
-) -> Result<(BundleInfo, HashMap<String, Tensor>), CheckpointError> {
-    match source {
-        WeightSource::Bundle(path) => read_bundle(path),
-        _ => parse_bundle(DEFAULT_BUNDLE, Path::new("default")),
-    }
 }
 
 /// Reads a bundle's metadata and tensors (upcast to f32, on the CPU).

@@ -28,7 +28,7 @@ use crate::video::Stylizer;
 mod imp;
 pub mod stream;
 
-pub use imp::{Precision, DEFAULT_MODEL, MONITOR_MESSAGE};
+pub use imp::{Precision, MONITOR_MESSAGE};
 
 glib::wrapper! {
     /// The `stylestream` element.
