@@ -35,7 +35,9 @@ fn every_loss_term_gradient_matches_finite_differences() {
     let (content, style) = (image(1, 32), image(2, 32));
     let (fc, fs) = (taps(&content), taps(&style));
     let output = image(3, 32);
-    let (eps, tol) = (1e-6, 1e-4);
+    // A small step: the leaky ReLUs of the discriminators put kinks close to the test point (a
+    // 1e-6 step along a random direction crossed one for L_adv; single-pixel derivatives agreed to 1e-8).
+    let (eps, tol) = (1e-7, 1e-4);
 
     let l_s = |x: &Tensor| style_loss(&taps(x), &fs).unwrap();
     check_directional("L_s", &output, &l_s, eps, tol);
@@ -205,12 +207,15 @@ fn contrastive_loss_matches_a_hand_computation_in_any_order() {
     assert_eq!(loss([0, 1, 2], [false, false, true]), 0.0);
 }
 
-fn train_args(root: &Path, out: &str, steps: u32) -> Vec<String> {
+/// A NeAT run on `root`'s folders at 64x64, batch 1, constant learning rate. A checkpoint holds ~32 M
+/// parameters and two Adam moments (~400 MB), so the reference run writes few.
+fn train_args(root: &Path, out: &str, steps: u32, checkpoint_every: u32) -> Vec<String> {
     let p = |s: &str| root.join(s).display().to_string();
+    let every = checkpoint_every.to_string();
     let args = [
         "train", "--model", "neat", "--content", &p("content"), "--style", &p("style"), "-o", &p(out),
         "--steps", &steps.to_string(), "--batch", "1", "--load-size", "64", "--crop", "64", "--lr", "1e-4",
-        "--lr-decay", "1", "--checkpoint-every", "4", "--keep", "2", "--sample-every", "25", "--seed", "5",
+        "--lr-decay", "1", "--checkpoint-every", &every, "--keep", "2", "--sample-every", "25", "--seed", "5",
         "--patch-size", "16",
     ];
     args.iter().map(|s| s.to_string()).collect()
@@ -224,7 +229,7 @@ fn a_short_run_lowers_the_objective_resumes_exactly_and_exports_a_bundle() {
     images(&dir.path().join("content"), 1, 64, false);
     images(&dir.path().join("style"), 1, 64, true);
     let started = Instant::now();
-    let trained = run(&train_args(dir.path(), "out", 50));
+    let trained = run(&train_args(dir.path(), "out", 50, 25));
     assert!(trained.status.success(), "{}", String::from_utf8_lossy(&trained.stderr));
     eprintln!("50 NeAT steps at 64x64: {:.1} s", started.elapsed().as_secs_f64());
     let csv = dir.path().join("out/loss.csv");
@@ -273,7 +278,7 @@ fn a_short_run_lowers_the_objective_resumes_exactly_and_exports_a_bundle() {
     // Killed after its step-8 checkpoint, then resumed to step 12: the reference's rows 1..12, exactly.
     let killed = dir.path().join("killed");
     let mut child = Command::new(env!("CARGO_BIN_EXE_stylestream"))
-        .args(train_args(dir.path(), "killed", 12))
+        .args(train_args(dir.path(), "killed", 12, 4))
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -290,7 +295,7 @@ fn a_short_run_lowers_the_objective_resumes_exactly_and_exports_a_bundle() {
             checkpoint::read_bundle(&path).unwrap_or_else(|e| panic!("truncated checkpoint: {e}"));
         }
     }
-    let mut args = train_args(dir.path(), "killed", 12);
+    let mut args = train_args(dir.path(), "killed", 12, 4);
     args.push("--resume".into());
     let resumed = run(&args);
     let stderr = String::from_utf8_lossy(&resumed.stderr);
@@ -313,14 +318,14 @@ fn neat_flags_are_checked() {
     let dir = tempfile::tempdir().unwrap();
     images(&dir.path().join("content"), 1, 64, false);
     images(&dir.path().join("style"), 1, 64, true);
-    let mut args = train_args(dir.path(), "out", 1);
+    let mut args = train_args(dir.path(), "out", 1, 1);
     let at = args.iter().position(|a| a == "--patch-size").unwrap();
     args[at + 1] = "12".into();
     let outcome = run(&args);
     assert!(!outcome.status.success());
     assert!(String::from_utf8_lossy(&outcome.stderr).contains("--patch-size 12"));
 
-    let mut args = train_args(dir.path(), "out", 1);
+    let mut args = train_args(dir.path(), "out", 1, 1);
     args.retain(|a| a != "--model" && a != "neat");
     let outcome = run(&args);
     assert!(!outcome.status.success());

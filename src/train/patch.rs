@@ -27,7 +27,6 @@ pub struct Patch {
 /// replicated), `height x width`, row-major.
 #[derive(Debug, Clone)]
 pub struct SobelMap {
-    height: usize,
     width: usize,
     magnitude: Vec<f32>,
 }
@@ -56,7 +55,7 @@ impl SobelMap {
                 magnitude.push(gx.hypot(gy));
             }
         }
-        Ok(Self { height, width, magnitude })
+        Ok(Self { width, magnitude })
     }
 
     /// Mean magnitude over the `size x size` region at `patch`.

@@ -1,6 +1,6 @@
 //! Training checkpoints: `step-NNNNNNNN.safetensors` in the output folder.
 //!
-//! Each is a bundle of the trained model plus its training state under [`TRAINING_STATE`] (Adam
+//! Each is a bundle of the trained model plus its training state under [`checkpoint::TRAINING_STATE`] (Adam
 //! moments; for NeAT also the projection heads and discriminators) and, in the `stylestream.training`
 //! metadata, the step, the Adam step counts and the whole configuration. A StyA2K checkpoint runs in
 //! `image`, `video` and `stream` as it is (they drop the training state); NeAT's loader is strict, so
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use candle_core::Tensor;
 
 use super::{TrainConfig, TrainError, Trainee};
-use crate::checkpoint::{self, BundleInfo, TRAINING_STATE};
+use crate::checkpoint::{self, BundleInfo};
 
 const PREFIX: &str = "step-";
 const SUFFIX: &str = ".safetensors";
