@@ -194,9 +194,13 @@ pub struct TrainArgs {
 pub fn train(args: TrainArgs) -> Result<()> {
     let model = match args.model {
         TrainedModel::Stya2k if args.neat.given() => {
-            anyhow::bail!("the NeAT objective flags (--lambda-style, --tau, --loss-off, ...) need --model neat")
+            anyhow::bail!(
+                "the NeAT objective flags (--lambda-style, --tau, --loss-off, ...) need --model neat"
+            )
         }
-        TrainedModel::Stya2k => ModelSettings::Stya2k(Weights { global: args.lambda_global, a2k: args.lambda_a2k }),
+        TrainedModel::Stya2k => {
+            ModelSettings::Stya2k(Weights { global: args.lambda_global, a2k: args.lambda_a2k })
+        }
         TrainedModel::Neat => ModelSettings::Neat(args.neat.settings()),
     };
     let absolute = |p: &PathBuf| std::fs::canonicalize(p).with_context(|| format!("{}", p.display()));

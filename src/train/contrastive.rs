@@ -110,12 +110,15 @@ impl ContentHead {
 pub fn contrastive_loss(z: &Tensor, labels: &[usize], anchors: &[bool], tau: f64) -> Result<Tensor> {
     let n = z.dim(0)?;
     if labels.len() != n || anchors.len() != n {
-        candle_core::bail!("contrastive loss: {n} embeddings, {} labels, {} anchor flags", labels.len(), anchors.len());
+        candle_core::bail!(
+            "contrastive loss: {n} embeddings, {} labels, {} anchor flags",
+            labels.len(),
+            anchors.len()
+        );
     }
     // positives[i][p] / (|P(i)| * anchors with a positive): the weight of log-ratio (i, p).
-    let positives: Vec<Vec<bool>> = (0..n)
-        .map(|i| (0..n).map(|p| anchors[i] && p != i && labels[p] == labels[i]).collect())
-        .collect();
+    let positives: Vec<Vec<bool>> =
+        (0..n).map(|i| (0..n).map(|p| anchors[i] && p != i && labels[p] == labels[i]).collect()).collect();
     let counts: Vec<usize> = positives.iter().map(|row| row.iter().filter(|&&x| x).count()).collect();
     let active = counts.iter().filter(|&&c| c > 0).count();
     if active == 0 {

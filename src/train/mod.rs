@@ -233,13 +233,9 @@ fn trainee(
             };
             Box::new(stya2k::Stya2kTrainee::new(&vgg, frozen_saved, config.seed, *weights, device)?)
         }
-        ModelSettings::Neat(settings) => Box::new(neat::NeatTrainee::new(
-            &vgg,
-            config.seed,
-            settings.clone(),
-            config.schedule.lr,
-            device,
-        )?),
+        ModelSettings::Neat(settings) => {
+            Box::new(neat::NeatTrainee::new(&vgg, config.seed, settings.clone(), config.schedule.lr, device)?)
+        }
     })
 }
 

@@ -83,7 +83,10 @@ impl NeatSettings {
         for term in Term::ALL {
             let l = self.lambdas.of(term);
             if !(l.is_finite() && l >= 0.0) {
-                return Err(format!("the weight of `{}` is {l}; weights must be finite and >= 0", term.column()));
+                return Err(format!(
+                    "the weight of `{}` is {l}; weights must be finite and >= 0",
+                    term.column()
+                ));
             }
         }
         let id = [self.lambdas.identity_pixel, self.lambdas.identity_feature];
@@ -261,7 +264,8 @@ impl NeatTrainee {
             let sobel = |t: &Tensor| (0..b).map(|i| SobelMap::of(&sample(t, i)?)).collect::<Result<Vec<_>>>();
             let (sobel_c, sobel_s) = (sobel(&batch.content)?, sobel(&batch.style)?);
             for (k, &(i, j)) in pairs.iter().enumerate() {
-                let draw = |role: &str| patch::sample(self.seed, &format!("patch-{role}-{k}"), step, n, p, h, w);
+                let draw =
+                    |role: &str| patch::sample(self.seed, &format!("patch-{role}-{k}"), step, n, p, h, w);
                 let (out, real, refs) = (
                     patch::split(&sobel_c[i], &draw("output"), p),
                     patch::split(&sobel_s[j], &draw("real"), p),
@@ -313,11 +317,15 @@ impl NeatTrainee {
         let fake = fwd.outputs.detach();
         let mut losses: [Option<Tensor>; 3] = [None, None, None];
         if self.settings.on(Term::Adv) {
-            losses[0] =
-                Some(discriminator_loss(&critics.domain.forward(&fwd.style)?, &critics.domain.forward(&fake)?)?);
+            losses[0] = Some(discriminator_loss(
+                &critics.domain.forward(&fwd.style)?,
+                &critics.domain.forward(&fake)?,
+            )?);
         }
         for (half, (term, d)) in
-            [(Term::PatchSimple, &critics.simple), (Term::PatchComplex, &critics.complex)].into_iter().enumerate()
+            [(Term::PatchSimple, &critics.simple), (Term::PatchComplex, &critics.complex)]
+                .into_iter()
+                .enumerate()
         {
             if self.settings.on(term) {
                 let per_output = fwd
@@ -376,8 +384,18 @@ impl NeatTrainee {
                         let (icc, iss) = fwd.identity.as_ref().expect("made when identity is on");
                         let (tcc, tss) = (vgg.forward_to(icc, TAPS)?, vgg.forward_to(iss, TAPS)?);
                         let pairs = [
-                            IdentityPair { output: icc, output_taps: &tcc, image: &fwd.content, image_taps: &fwd.fc },
-                            IdentityPair { output: iss, output_taps: &tss, image: &fwd.style, image_taps: &fwd.fs },
+                            IdentityPair {
+                                output: icc,
+                                output_taps: &tcc,
+                                image: &fwd.content,
+                                image_taps: &fwd.fc,
+                            },
+                            IdentityPair {
+                                output: iss,
+                                output_taps: &tss,
+                                image: &fwd.style,
+                                image_taps: &fwd.fs,
+                            },
                         ];
                         let l = &self.settings.lambdas;
                         identity_loss(&pairs, l.identity_pixel, l.identity_feature)?
@@ -389,7 +407,8 @@ impl NeatTrainee {
                             0,
                         )?;
                         let crop_styles = (0..crops.dim(0)? / 2).flat_map(|j| [j, j]);
-                        let labels: Vec<usize> = styles.iter().map(|&j| j as usize).chain(crop_styles).collect();
+                        let labels: Vec<usize> =
+                            styles.iter().map(|&j| j as usize).chain(crop_styles).collect();
                         let anchors: Vec<bool> = (0..labels.len()).map(|r| r < styles.len()).collect();
                         contrastive_loss(&z, &labels, &anchors, self.settings.tau)?
                     }

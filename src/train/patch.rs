@@ -61,14 +61,23 @@ impl SobelMap {
     /// Mean magnitude over the `size x size` region at `patch`.
     pub fn patch_mean(&self, patch: Patch, size: usize) -> f64 {
         let rows = self.magnitude[patch.y * self.width..].chunks(self.width).take(size);
-        let sum: f64 = rows.map(|row| row[patch.x..patch.x + size].iter().map(|&m| m as f64).sum::<f64>()).sum();
+        let sum: f64 =
+            rows.map(|row| row[patch.x..patch.x + size].iter().map(|&m| m as f64).sum::<f64>()).sum();
         sum / (size * size) as f64
     }
 }
 
 /// `count` patch corners uniform over a `height x width` image (patches of `size` fit inside), a pure
 /// function of `(seed, stream, draw)`: `draw` numbers the sets of one stream (the training step).
-pub fn sample(seed: u64, stream: &str, draw: u64, count: usize, size: usize, height: usize, width: usize) -> Vec<Patch> {
+pub fn sample(
+    seed: u64,
+    stream: &str,
+    draw: u64,
+    count: usize,
+    size: usize,
+    height: usize,
+    width: usize,
+) -> Vec<Patch> {
     let corner = |i: u64, room: usize| {
         let u = (formula::uniform(stream, seed, i) + 1.0) / 2.0; // [0, 1)
         ((u * (room + 1) as f64) as usize).min(room)
