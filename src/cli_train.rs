@@ -187,8 +187,9 @@ pub struct TrainArgs {
     /// Start over in an OUT that holds checkpoints of an earlier run.
     #[arg(long)]
     pub overwrite: bool,
+    /// Boxed: its many optional values would make `train` the largest `Command` variant by far.
     #[command(flatten)]
-    pub neat: NeatArgs,
+    pub neat: Box<NeatArgs>,
 }
 
 pub fn train(args: TrainArgs) -> Result<()> {
