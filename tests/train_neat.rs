@@ -324,8 +324,8 @@ fn a_short_run_lowers_the_objective_resumes_exactly_and_exports_a_bundle() {
     assert!(resumed.status.success(), "{stderr}");
     assert!(stderr.contains("resuming from"), "{stderr}");
     let text = |p: &Path| std::fs::read_to_string(p).unwrap();
-    let reference: Vec<String> = text(&csv).lines().take(5).map(|l| without_timing(l)).collect();
-    let again: Vec<String> = text(&killed.join("loss.csv")).lines().map(|l| without_timing(l)).collect();
+    let reference: Vec<String> = text(&csv).lines().take(5).map(without_timing).collect();
+    let again: Vec<String> = text(&killed.join("loss.csv")).lines().map(without_timing).collect();
     assert_eq!(again, reference, "the resumed run differs from the uninterrupted one");
 
     let mean = |r: &[(u64, f64)]| r.iter().map(|x| x.1).sum::<f64>() / r.len() as f64;
