@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Training throughput on CPU (issue 5): `stylestream train` for 6 steps at batch 1 on generated images, per
-# crop size; reports the median samples/s of steps 2..6 (step 1 warms up) from the run's own loss.csv.
-# Usage: bash benches/train_throughput.sh [CROP...]   (default: 128 256)
+# Training throughput on CPU (issues 5 and 9): `stylestream train` for 6 steps at batch 1 on generated images,
+# per model and crop size; reports the median samples/s of steps 2..6 (step 1 warms up) from the run's own
+# loss.csv. Both models run in the same invocation, so their numbers are comparable.
+# Usage: bash benches/train_throughput.sh [CROP...]   (default: 128 256; MODELS="stya2k neat" by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-target}
-cargo build --release --quiet
-bin="$target/release/stylestream"
+# BIN=path runs an already built binary (e.g. the dev profile's) instead of building the release one.
+if [ -z "${BIN:-}" ]; then cargo build --release --quiet; fi
+bin=${BIN:-$target/release/stylestream}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 python3 - "$work" <<'PY'
@@ -23,14 +25,18 @@ for i in range(4):
     png(f'{root}/content/{i}.png', 320, 320, lambda x, y, i=i: ((x + 40 * i) % 256, y % 256, (x * y) % 256))
     png(f'{root}/style/{i}.png', 320, 320, lambda x, y, i=i: (255 * ((x // (5 + i)) % 2), 60 * i, 255 * ((y // 7) % 2)))
 PY
-echo "| crop | batch | median s/step | median samples/s |"
-echo "|---|---|---|---|"
+echo "| model | crop | batch | median s/step | median samples/s |"
+echo "|---|---|---|---|---|"
 for crop in "${@:-128 256}"; do
   for c in $crop; do
-    out="$work/out-$c"
-    "$bin" train --content "$work/content" --style "$work/style" -o "$out" --steps 6 --batch 1 \
-      --load-size $((c + c / 4)) --crop "$c" --checkpoint-every 1000 --sample-every 1000 >/dev/null 2>&1
-    tail -n +3 "$out/loss.csv" | cut -d, -f6 | sort -g |
-      awk -v c="$c" '{s[NR] = $1} END {m = s[int((NR + 1) / 2)]; printf "| %d | 1 | %.2f | %.3f |\n", c, m, 1 / m}'
+    for model in ${MODELS:-stya2k neat}; do
+      out="$work/out-$model-$c"
+      "$bin" train --model "$model" --content "$work/content" --style "$work/style" -o "$out" --steps 6 \
+        --batch 1 --load-size $((c + c / 4)) --crop "$c" --checkpoint-every 1000 --sample-every 1000 >/dev/null 2>&1
+      # The wall time column by name: the models log different loss terms before it.
+      col=$(head -1 "$out/loss.csv" | tr , '\n' | grep -nx seconds | cut -d: -f1)
+      tail -n +3 "$out/loss.csv" | cut -d, -f"$col" | sort -g |
+        awk -v m="$model" -v c="$c" '{s[NR] = $1} END {x = s[int((NR + 1) / 2)]; printf "| %s | %d | 1 | %.2f | %.3f |\n", m, c, x, 1 / x}'
+    done
   done
 done

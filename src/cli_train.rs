@@ -5,17 +5,132 @@ use anyhow::{Context, Result};
 
 use crate::train::data::Recipe;
 use crate::train::loss::Weights;
-use crate::train::{self, Schedule, TrainConfig};
+use crate::train::neat::NeatSettings;
+use crate::train::neat_loss::{Lambdas, Term};
+use crate::train::{self, ModelSettings, Schedule, TrainConfig};
+
+/// Which network `train` trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TrainedModel {
+    /// StyA2K with the official objective.
+    Stya2k,
+    /// NeAT with the paper's full objective.
+    Neat,
+}
+
+/// NeAT's objective. Every value is written into the checkpoints' metadata. Defaults: the paper's where
+/// it gives one (patch weights 0.25 / 0.75, 8 patches), ours otherwise (see `train::neat_loss`).
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "NeAT objective (with --model neat)")]
+pub struct NeatArgs {
+    /// l1, weight of L_s (mean/std over relu1_1..relu4_1) [default: 3]
+    #[arg(long)]
+    pub lambda_style: Option<f64>,
+    /// l2, weight of L_adv (domain discriminator) [default: 0.1]
+    #[arg(long)]
+    pub lambda_adv: Option<f64>,
+    /// l3, weight of L_c (conv4_2 perceptual) [default: 1]
+    #[arg(long)]
+    pub lambda_content: Option<f64>,
+    /// l4, weight of L_identity [default: 1]
+    #[arg(long)]
+    pub lambda_identity: Option<f64>,
+    /// lambda_id1, the pixel part of L_identity [default: 50]
+    #[arg(long)]
+    pub lambda_id_pixel: Option<f64>,
+    /// lambda_id2, the feature part of L_identity [default: 1]
+    #[arg(long)]
+    pub lambda_id_feature: Option<f64>,
+    /// l5, weight of L_s-contra [default: 0.3]
+    #[arg(long)]
+    pub lambda_style_contra: Option<f64>,
+    /// l6, weight of L_c-contra [default: 0.3]
+    #[arg(long)]
+    pub lambda_content_contra: Option<f64>,
+    /// l7 (lambda_ps), weight of L_patch_simple [default: 0.25]
+    #[arg(long)]
+    pub lambda_patch_simple: Option<f64>,
+    /// l8 (lambda_pc), weight of L_patch_complex [default: 0.75]
+    #[arg(long)]
+    pub lambda_patch_complex: Option<f64>,
+    /// Temperature of the contrastive losses [default: 0.2]
+    #[arg(long)]
+    pub tau: Option<f64>,
+    /// Side of the co-occurrence patches in pixels, a multiple of 8 [default: 32]
+    #[arg(long)]
+    pub patch_size: Option<usize>,
+    /// Patches per image (split into simple and complex halves by Sobel score) [default: 8]
+    #[arg(long)]
+    pub patches: Option<usize>,
+    /// The discriminators' Adam learning rate (decays with --lr's schedule) [default: 2e-4]
+    #[arg(long)]
+    pub lr_d: Option<f64>,
+    /// Remove a term from the objective (repeatable); its discriminator or head is not trained.
+    #[arg(long, value_enum, value_name = "TERM")]
+    pub loss_off: Vec<Term>,
+}
+
+impl NeatArgs {
+    fn given(&self) -> bool {
+        let values = [
+            self.lambda_style,
+            self.lambda_adv,
+            self.lambda_content,
+            self.lambda_identity,
+            self.lambda_id_pixel,
+            self.lambda_id_feature,
+            self.lambda_style_contra,
+            self.lambda_content_contra,
+            self.lambda_patch_simple,
+            self.lambda_patch_complex,
+            self.tau,
+            self.lr_d,
+        ];
+        values.iter().any(Option::is_some)
+            || self.patch_size.is_some()
+            || self.patches.is_some()
+            || !self.loss_off.is_empty()
+    }
+
+    fn settings(&self) -> NeatSettings {
+        let d = NeatSettings::default();
+        let l = Lambdas::default();
+        NeatSettings {
+            lambdas: Lambdas {
+                style: self.lambda_style.unwrap_or(l.style),
+                adv: self.lambda_adv.unwrap_or(l.adv),
+                content: self.lambda_content.unwrap_or(l.content),
+                identity: self.lambda_identity.unwrap_or(l.identity),
+                style_contra: self.lambda_style_contra.unwrap_or(l.style_contra),
+                content_contra: self.lambda_content_contra.unwrap_or(l.content_contra),
+                patch_simple: self.lambda_patch_simple.unwrap_or(l.patch_simple),
+                patch_complex: self.lambda_patch_complex.unwrap_or(l.patch_complex),
+                identity_pixel: self.lambda_id_pixel.unwrap_or(l.identity_pixel),
+                identity_feature: self.lambda_id_feature.unwrap_or(l.identity_feature),
+            },
+            off: Term::ALL.into_iter().filter(|t| self.loss_off.contains(t)).collect(),
+            tau: self.tau.unwrap_or(d.tau),
+            patch_size: self.patch_size.unwrap_or(d.patch_size),
+            patches: self.patches.unwrap_or(d.patches),
+            lr_d: self.lr_d.unwrap_or(d.lr_d),
+            network: d.network,
+        }
+    }
+}
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
+    /// The network to train.
+    #[arg(long, value_enum, default_value = "stya2k")]
+    pub model: TrainedModel,
     /// Folder of content images (JPEG/PNG/WebP, searched recursively; unreadable files are skipped).
     #[arg(long)]
     pub content: PathBuf,
     /// Folder of style images (one image is fine: every content image is then paired with it).
     #[arg(long)]
     pub style: PathBuf,
-    /// Output folder: step-N.safetensors checkpoints, loss.csv, samples/, and stya2k.safetensors at the end.
+    /// Output folder: step-N.safetensors checkpoints, loss.csv, samples/, and stya2k.safetensors (or
+    /// neat.safetensors) at the end.
     #[arg(short, long)]
     pub out: PathBuf,
     /// Frozen encoder: `random:SEED` (fixed random VGG-19, only the seed is stored), an official
@@ -45,10 +160,10 @@ pub struct TrainArgs {
     /// Steps between decays (default: 20% of --steps).
     #[arg(long)]
     pub lr_decay_every: Option<u64>,
-    /// Weight of the global mean/std loss.
+    /// Weight of the global mean/std loss (StyA2K).
     #[arg(long, default_value_t = 10.0)]
     pub lambda_global: f64,
-    /// Weight of the A2K feature loss.
+    /// Weight of the A2K feature loss (StyA2K).
     #[arg(long, default_value_t = 1.25)]
     pub lambda_a2k: f64,
     /// Seeds the initial weights, data order, crops and flips.
@@ -72,9 +187,23 @@ pub struct TrainArgs {
     /// Start over in an OUT that holds checkpoints of an earlier run.
     #[arg(long)]
     pub overwrite: bool,
+    /// Boxed: its many optional values would make `train` the largest `Command` variant by far.
+    #[command(flatten)]
+    pub neat: Box<NeatArgs>,
 }
 
 pub fn train(args: TrainArgs) -> Result<()> {
+    let model = match args.model {
+        TrainedModel::Stya2k if args.neat.given() => {
+            anyhow::bail!(
+                "the NeAT objective flags (--lambda-style, --tau, --loss-off, ...) need --model neat"
+            )
+        }
+        TrainedModel::Stya2k => {
+            ModelSettings::Stya2k(Weights { global: args.lambda_global, a2k: args.lambda_a2k })
+        }
+        TrainedModel::Neat => ModelSettings::Neat(args.neat.settings()),
+    };
     let absolute = |p: &PathBuf| std::fs::canonicalize(p).with_context(|| format!("{}", p.display()));
     let official = Schedule::official(args.lr, args.steps);
     let config = TrainConfig {
@@ -91,7 +220,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
             decay_start: args.lr_decay_start.unwrap_or(official.decay_start),
             decay_every: args.lr_decay_every.unwrap_or(official.decay_every),
         },
-        weights: Weights { global: args.lambda_global, a2k: args.lambda_a2k },
+        model,
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,
         keep: args.keep as usize,

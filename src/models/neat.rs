@@ -183,6 +183,11 @@ impl Neat {
         &self.config
     }
 
+    /// The frozen encoder (training reads the output's features with it).
+    pub fn encoder(&self) -> &Vgg {
+        &self.vgg
+    }
+
     /// Replaces the prior's settings (the `--blur` and `--prior-weight` controls).
     pub fn set_prior(&mut self, prior: PriorConfig) -> Result<()> {
         prior.check().map_err(candle_core::Error::wrap)?;

@@ -64,9 +64,29 @@ impl AttentionUnit {
     /// `[1, C, H, W]` content features -> `[1, C, H, W]`.
     fn forward(&self, fc: &Tensor, style: &PamaStyle) -> Result<Tensor> {
         let queries = relu6(&self.f.forward(&mean_variance_norm(fc)?)?)?;
-        let attended = streaming_attention(&queries, &style.keys, &style.values)?;
+        let attended = if [&queries, &style.keys, &style.values].iter().any(|t| t.track_op()) {
+            dense_attention(&queries, &style.keys, &style.values)?
+        } else {
+            streaming_attention(&queries, &style.keys, &style.values)?
+        };
         relu6(&self.out_conv.forward(&attended)?)
     }
+}
+
+/// The attention of [`streaming_attention`] built from differentiable candle ops, for training: the
+/// streaming op defines no backward pass. It holds the whole `n_q x n_k` score matrix, which at
+/// training crops is small (a 256 crop: 1,024 x 1,024 at relu4_1). Taken whenever an input is part of
+/// a gradient graph; inference never is, so it always streams. `q` `[1, d, H, W]`, `k` `[n_k, d]`,
+/// `v` `[n_k, d_v]` -> `[1, d_v, H, W]`; any float type.
+pub fn dense_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+    let (_, d, h, w) = q.dims4()?;
+    // [1, d, H, W] -> [d, H*W] -> [n_q, d]
+    let q = q.reshape((d, h * w))?.t()?;
+    // [n_q, d] x [d, n_k] -> [n_q, n_k], softmax over the keys
+    let weights = candle_nn::ops::softmax(&q.matmul(&k.t()?)?, candle_core::D::Minus1)?;
+    // [n_q, n_k] x [n_k, d_v] -> [n_q, d_v] -> [d_v, n_q] -> [1, d_v, H, W]
+    let d_v = v.dim(1)?;
+    weights.matmul(v)?.t()?.reshape((1, d_v, h, w))
 }
 
 /// The fuse unit: a per-pixel gate between the (projected) content and attended features.
@@ -142,5 +162,25 @@ impl Pama {
         let fcs = self.attn.forward(&fc, style)?;
         let fcs = relu6(&self.conv_out.forward(&fcs)?)?;
         self.fuse.forward(&fc, &fcs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// The training path computes the same attention as the streaming op.
+    #[test]
+    fn dense_attention_equals_the_streaming_op() -> Result<()> {
+        let dev = Device::Cpu;
+        let q = (Tensor::randn(0f32, 1., (1, 6, 5, 7), &dev)? * 0.7)?;
+        let k = (Tensor::randn(0f32, 1., (300, 6), &dev)? * 0.7)?;
+        let v = Tensor::randn(0f32, 1., (300, 4), &dev)?;
+        let dense = dense_attention(&q, &k, &v)?;
+        let streamed = streaming_attention(&q, &k, &v)?;
+        let diff = (dense - streamed)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "max difference {diff}");
+        Ok(())
     }
 }

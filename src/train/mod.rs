@@ -1,16 +1,28 @@
-//! `stylestream train`: StyA2K trained with the official objective (shared/docs/stya2k.md section 7)
-//! on two image folders, producing checkpoints that `image`, `video` and `stream` load directly.
+//! `stylestream train`: StyA2K trained with the official objective (shared/docs/stya2k.md section 7) or
+//! NeAT with the paper's full objective (shared/docs/neat.md, "Training losses"), on two image folders,
+//! producing checkpoints that `image`, `video` and `stream` load directly.
 //!
+//! The loop (this file) is model-agnostic: it drives a [`Trainee`] and owns the data, the schedule,
+//! checkpoints, resume, progress, the loss CSV and sample grids.
 //! - `data`: folders, the crop recipe, batches decoded on worker threads, deterministic by seed;
-//! - `loss`: the global mean/std loss and the non-parametric A2K feature loss;
 //! - `adam`: the optimizer, with its state saved in checkpoints;
-//! - `trainee`: StyA2K with a frozen encoder and trainable variables;
+//! - `trainee`: a network built by its own constructor with a frozen encoder and trainable variables;
+//! - `stya2k`, `loss`: StyA2K's trainee and its objective (global mean/std + A2K feature loss);
+//! - `neat`, `neat_loss`, `contrastive`, `discriminator`, `patch`: NeAT's trainee, its generator
+//!   losses, the projection heads and contrastive loss, the GAN discriminators, and the Sobel-guided
+//!   patch sampling;
 //! - `state`: checkpoints, rotation, resume; `report`: loss CSV and sample grids.
 pub mod adam;
+pub mod contrastive;
 pub mod data;
+pub mod discriminator;
 pub mod loss;
+pub mod neat;
+pub mod neat_loss;
+pub mod patch;
 mod report;
 mod state;
+pub mod stya2k;
 pub mod trainee;
 
 use std::collections::HashMap;
@@ -22,10 +34,8 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::checkpoint::{CheckpointError, Encoder, TRAINING_STATE};
-use data::{ImageFolder, Recipe, Sampler};
-use loss::{Objective, Weights};
-use trainee::Trainee;
+use crate::checkpoint::{CheckpointError, Encoder};
+use data::{Batch, ImageFolder, Recipe, Sampler};
 
 /// Batches decoded ahead of the training step.
 const PREFETCH: usize = 2;
@@ -79,6 +89,14 @@ impl Schedule {
     }
 }
 
+/// Which network is trained, with its objective's settings.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelSettings {
+    Stya2k(loss::Weights),
+    Neat(neat::NeatSettings),
+}
+
 /// Everything a run is defined by; stored in every checkpoint.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TrainConfig {
@@ -86,15 +104,16 @@ pub struct TrainConfig {
     pub content: PathBuf,
     /// Style images (searched recursively; a single image is fine: every sample then uses it).
     pub style: PathBuf,
-    /// Output folder: checkpoints, `loss.csv`, `samples/`, the final `stya2k.safetensors`.
+    /// Output folder: checkpoints, `loss.csv`, `samples/`, the final `<model>.safetensors`.
     pub out: PathBuf,
     /// `random:SEED` or a file (see `checkpoint::Encoder`).
     pub encoder: String,
     pub steps: u64,
     pub batch: usize,
     pub recipe: Recipe,
+    /// The (generator's) learning rate schedule.
     pub schedule: Schedule,
-    pub weights: Weights,
+    pub model: ModelSettings,
     /// Seeds the initial weights, the data order, crops and flips.
     pub seed: u64,
     pub checkpoint_every: u64,
@@ -118,7 +137,10 @@ impl TrainConfig {
         if self.batch == 0 || self.steps == 0 || self.checkpoint_every == 0 || self.sample_every == 0 {
             return bad("batch, steps and the checkpoint/sample intervals must be at least 1".into());
         }
-        Ok(())
+        match &self.model {
+            ModelSettings::Stya2k(_) => Ok(()),
+            ModelSettings::Neat(settings) => settings.validate(crop).map_err(TrainError::Config),
+        }
     }
 
     /// Fields that define the trajectory: a resumed run must agree on them.
@@ -135,9 +157,49 @@ impl TrainConfig {
         check(self.batch == saved.batch, "batch");
         check(self.recipe == saved.recipe, "load/crop");
         check(self.seed == saved.seed, "seed");
-        check(self.weights == saved.weights, "loss weights");
+        check(self.model == saved.model, "model or loss settings");
         diff
     }
+}
+
+/// Steps taken by a trainee's optimizers (Adam's bias-correction exponents), saved in checkpoints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AdamSteps {
+    /// The generator's (for StyA2K, the only) optimizer.
+    pub generator: u64,
+    /// The discriminators' optimizer (0 where there is none).
+    pub critic: u64,
+}
+
+/// What one training step reports.
+pub struct Outcome {
+    /// The (generator's) objective, the scalar that was minimised.
+    pub total: f32,
+    /// The objective's terms, in the order of [`Trainee::terms`].
+    pub terms: Vec<f32>,
+    /// The stylised batch `[B, 3, crop, crop]`, detached (for the sample grids).
+    pub output: Tensor,
+}
+
+/// A network under training, as the loop drives it. Implementations own their optimizers.
+pub trait Trainee {
+    /// `stylestream.model` of its bundles; also names the exported `<model>.safetensors`.
+    fn model(&self) -> &'static str;
+    /// `stylestream.config` of its bundles (the network's configuration, JSON).
+    fn network_config(&self) -> String;
+    /// Names of the objective's terms: the loss CSV's columns after `total`.
+    fn terms(&self) -> Vec<&'static str>;
+    /// One optimisation step on `batch`; `step` is the 1-based step being taken (it seeds any
+    /// sampling inside the step, so a resumed run repeats it exactly), `lr` the generator's rate.
+    fn step(&mut self, batch: &Batch, step: u64, lr: f64) -> candle_core::Result<Outcome>;
+    fn adam_steps(&self) -> AdamSteps;
+    /// Everything a resume needs: the inference tensors plus the training state (under
+    /// `checkpoint::TRAINING_STATE`).
+    fn checkpoint(&self) -> HashMap<String, Tensor>;
+    /// The tensors of the inference bundle.
+    fn export(&self) -> HashMap<String, Tensor>;
+    /// Restores what [`Trainee::checkpoint`] saved.
+    fn restore(&mut self, tensors: &HashMap<String, Tensor>, steps: AdamSteps) -> candle_core::Result<()>;
 }
 
 /// How a run ended.
@@ -152,6 +214,29 @@ pub struct Summary {
     pub interrupted: bool,
     pub first_loss: Option<f32>,
     pub last_loss: Option<f32>,
+}
+
+/// Builds the trainee `config.model` asks for, on the encoder `vgg`.
+fn trainee(
+    config: &TrainConfig,
+    encoder: &Encoder,
+    vgg: HashMap<String, Tensor>,
+    device: &Device,
+) -> Result<Box<dyn Trainee>, TrainError> {
+    Ok(match &config.model {
+        ModelSettings::Stya2k(weights) => {
+            // A seed describes a random encoder completely; a file's tensors travel in every checkpoint.
+            // (NeAT's strict loader wants its encoder tensors in the bundle either way.)
+            let frozen_saved = match encoder {
+                Encoder::Random(_) => HashMap::new(),
+                Encoder::File(_) => vgg.clone(),
+            };
+            Box::new(stya2k::Stya2kTrainee::new(&vgg, frozen_saved, config.seed, *weights, device)?)
+        }
+        ModelSettings::Neat(settings) => {
+            Box::new(neat::NeatTrainee::new(&vgg, config.seed, settings.clone(), config.schedule.lr, device)?)
+        }
+    })
 }
 
 /// Trains until `config.steps` or until `interrupt` is set (then a checkpoint is saved first).
@@ -189,10 +274,7 @@ pub fn run(
 
     let encoder: Encoder = config.encoder.parse().map_err(TrainError::Config)?;
     let (encoder_text, vgg) = encoder.load()?;
-    // A seed describes a random encoder completely; a file's tensors travel in every checkpoint.
-    let frozen_saved = if matches!(encoder, Encoder::Random(_)) { HashMap::new() } else { vgg.clone() };
-    let trainee = Trainee::new(vgg, config.seed, device)?;
-    let mut adam = adam::Adam::new(trainee.params.clone())?;
+    let mut trainee = trainee(&config, &encoder, vgg, device)?;
     let mut step = 0;
     if let Some(r) = &resumed {
         let differs = config.trajectory_differences(&r.meta.config);
@@ -205,14 +287,15 @@ pub fn run(
                 ),
             });
         }
-        let restored = trainee
-            .load(&r.tensors)
-            .and_then(|()| adam.restore(&format!("{TRAINING_STATE}adam."), &r.tensors, r.meta.adam_steps));
-        restored.map_err(|e| TrainError::Resume { path: r.path.clone(), reason: e.to_string() })?;
+        let steps = AdamSteps { generator: r.meta.adam_steps, critic: r.meta.critic_adam_steps };
+        trainee
+            .restore(&r.tensors, steps)
+            .map_err(|e| TrainError::Resume { path: r.path.clone(), reason: e.to_string() })?;
         step = r.meta.step;
         eprintln!("resuming from {} (step {step})", r.path.display());
     }
-    let mut log = report::LossLog::open(out, step)?;
+    let terms = trainee.terms();
+    let mut log = report::LossLog::open(out, step, &terms)?;
 
     let sampler = Arc::new(Sampler::new(content, style, config.recipe, config.seed));
     let (batches, _loader) = data::spawn_batches(sampler, config.batch, step, PREFETCH, device.clone());
@@ -226,10 +309,13 @@ pub fn run(
         first_loss: None,
         last_loss: None,
     };
-    let meta =
-        |step: u64, adam: &adam::Adam| state::Meta { step, adam_steps: adam.steps(), config: config.clone() };
-    let save = |step: u64, adam: &adam::Adam| {
-        state::save(out, &meta(step, adam), &encoder_text, trainee.tensors(), &frozen_saved, adam)
+    let meta = |step: u64, trainee: &dyn Trainee| {
+        let AdamSteps { generator, critic } = trainee.adam_steps();
+        state::Meta { step, adam_steps: generator, critic_adam_steps: critic, config: config.clone() }
+    };
+    let save = |step: u64, trainee: &dyn Trainee| {
+        let bundle = state::Bundle::new(trainee, &encoder_text);
+        state::save(out, &meta(step, trainee), &bundle, trainee.checkpoint())
     };
 
     while step < config.steps {
@@ -242,12 +328,10 @@ pub fn run(
         let lr = config.schedule.at(step);
         let this_step = step + 1;
         let at_step = move |source| TrainError::Step { step: this_step, source };
-        let (objective, output) = train_step(&trainee, &batch, config.weights).map_err(at_step)?;
-        let grads = objective.total.backward().map_err(at_step)?;
-        adam.step(&grads, lr).map_err(at_step)?;
+        let outcome = trainee.step(&batch, this_step, lr).map_err(at_step)?;
         step += 1;
 
-        let total: f32 = objective.total.to_scalar().map_err(at_step)?;
+        let total = outcome.total;
         if !total.is_finite() {
             return Err(at_step(candle_core::Error::Msg(format!("the loss is {total}; lower --lr"))));
         }
@@ -256,23 +340,21 @@ pub fn run(
             step,
             lr,
             total,
-            global: objective.global,
-            a2k: objective.a2k,
+            terms: &outcome.terms,
             seconds,
             samples_per_second: config.batch as f64 / seconds,
         })?;
         summary.first_loss.get_or_insert(total);
         summary.last_loss = Some(total);
-        bar.set_message(format!(
-            "loss {total:.4} (global {:.4}, a2k {:.4})",
-            objective.global, objective.a2k
-        ));
+        let shown: Vec<String> =
+            terms.iter().zip(&outcome.terms).take(3).map(|(n, v)| format!("{n} {v:.4}")).collect();
+        bar.set_message(format!("loss {total:.4} ({})", shown.join(", ")));
         bar.inc(1);
         if step % config.sample_every == 0 {
-            report::sample_grid(out, step, &batch.content, &batch.style, &output)?;
+            report::sample_grid(out, step, &batch.content, &batch.style, &outcome.output)?;
         }
         if step % config.checkpoint_every == 0 || step == config.steps {
-            summary.last_checkpoint = Some(save(step, &adam)?);
+            summary.last_checkpoint = Some(save(step, trainee.as_ref())?);
         }
     }
     bar.finish_and_clear();
@@ -280,29 +362,15 @@ pub fn run(
     if summary.interrupted {
         let already = summary.last_checkpoint.as_ref().is_some_and(|p| *p == state::path_for(out, step));
         if step > 0 && !already {
-            summary.last_checkpoint = Some(save(step, &adam)?);
+            summary.last_checkpoint = Some(save(step, trainee.as_ref())?);
         }
     } else {
-        let model = out.join("stya2k.safetensors");
-        state::export(&model, &meta(step, &adam), &encoder_text, trainee.tensors(), &frozen_saved)?;
+        let model = out.join(format!("{}.safetensors", trainee.model()));
+        let bundle = state::Bundle::new(trainee.as_ref(), &encoder_text);
+        state::export(&model, &meta(step, trainee.as_ref()), &bundle, trainee.export())?;
         summary.model = Some(model);
     }
     Ok(summary)
-}
-
-/// One forward pass: the objective and the stylised batch `[B, 3, crop, crop]` (detached).
-fn train_step(
-    trainee: &Trainee,
-    batch: &data::Batch,
-    weights: Weights,
-) -> candle_core::Result<(Objective, Tensor)> {
-    let vgg = trainee.model.encoder();
-    let fc = vgg.forward(&batch.content)?;
-    let fs = vgg.forward(&batch.style)?;
-    let targets = loss::a2k_targets(&fc, &fs)?;
-    let output = trainee.model.forward_pairs(&fc, &fs)?;
-    let fo = vgg.forward(&output)?;
-    Ok((Objective::new(&fo, &fs, &targets, weights)?, output.detach()))
 }
 
 fn progress_bar(steps: u64, done: u64) -> ProgressBar {

@@ -9,21 +9,20 @@ use image::RgbImage;
 use super::TrainError;
 use crate::output::write_atomically;
 
-const HEADER: &str = "step,lr,total,global,a2k,seconds,samples_per_second";
-
 /// One step's numbers.
-pub struct Row {
+pub struct Row<'a> {
     pub step: u64,
     pub lr: f64,
     pub total: f32,
-    pub global: f32,
-    pub a2k: f32,
+    /// The objective's terms, in the order of the header's term columns.
+    pub terms: &'a [f32],
     /// Wall time of the step.
     pub seconds: f64,
     pub samples_per_second: f64,
 }
 
-/// `loss.csv`, appended and flushed row by row.
+/// `loss.csv`, appended and flushed row by row. Columns: `step,lr,total`, the trainee's terms,
+/// `seconds,samples_per_second`.
 pub struct LossLog {
     path: PathBuf,
     file: std::fs::File,
@@ -33,7 +32,7 @@ impl LossLog {
     /// Opens `out/loss.csv` for a run starting after step `resumed_step`: rows of later steps (written
     /// after the checkpoint a resumed run starts from) are dropped, so the curve continues without
     /// duplicates.
-    pub fn open(out: &Path, resumed_step: u64) -> Result<Self, TrainError> {
+    pub fn open(out: &Path, resumed_step: u64, terms: &[&str]) -> Result<Self, TrainError> {
         let path = out.join("loss.csv");
         let io = |source| TrainError::Io { path: path.clone(), source };
         let kept: Vec<String> = match std::fs::read_to_string(&path) {
@@ -47,7 +46,7 @@ impl LossLog {
                 .collect(),
             _ => Vec::new(),
         };
-        let mut text = format!("{HEADER}\n");
+        let mut text = format!("step,lr,total,{},seconds,samples_per_second\n", terms.join(","));
         for line in kept {
             text.push_str(&line);
             text.push('\n');
@@ -58,10 +57,11 @@ impl LossLog {
     }
 
     pub fn push(&mut self, r: &Row) -> Result<(), TrainError> {
+        let terms: String = r.terms.iter().map(|t| format!("{t},")).collect();
         writeln!(
             self.file,
-            "{},{:e},{},{},{},{:.4},{:.3}",
-            r.step, r.lr, r.total, r.global, r.a2k, r.seconds, r.samples_per_second
+            "{},{:e},{},{terms}{:.4},{:.3}",
+            r.step, r.lr, r.total, r.seconds, r.samples_per_second
         )
         .and_then(|()| self.file.flush())
         .map_err(|source| TrainError::Io { path: self.path.clone(), source })

@@ -1,17 +1,18 @@
 //! Training checkpoints: `step-NNNNNNNN.safetensors` in the output folder.
 //!
-//! Each is a StyA2K bundle that `image`, `video` and `stream` load as it is, plus the Adam moments under
-//! [`TRAINING_STATE`] and, in the `stylestream.training` metadata, the step, Adam's step count and the
-//! whole configuration. Files are written atomically (temporary name + rename) and only the newest
+//! Each is a bundle of the trained model plus its training state under [`checkpoint::TRAINING_STATE`] (Adam
+//! moments; for NeAT also the projection heads and discriminators) and, in the `stylestream.training`
+//! metadata, the step, the Adam step counts and the whole configuration. A StyA2K checkpoint runs in
+//! `image`, `video` and `stream` as it is (they drop the training state); NeAT's loader is strict, so
+//! a NeAT run is used through its export. Files are written atomically (temporary name + rename) and only the newest
 //! `keep` are kept, so a crash at any moment leaves complete checkpoints only.
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
 
-use super::adam::Adam;
-use super::{TrainConfig, TrainError};
-use crate::checkpoint::{self, BundleInfo, TRAINING_STATE};
+use super::{TrainConfig, TrainError, Trainee};
+use crate::checkpoint::{self, BundleInfo};
 
 const PREFIX: &str = "step-";
 const SUFFIX: &str = ".safetensors";
@@ -44,28 +45,48 @@ fn list(out: &Path) -> Result<Vec<(u64, PathBuf)>, TrainError> {
 pub struct Meta {
     /// Training steps completed.
     pub step: u64,
-    /// Adam's step count.
+    /// The (generator's) Adam step count.
     pub adam_steps: u64,
+    /// The discriminators' Adam step count (NeAT; absent and 0 for StyA2K).
+    #[serde(default)]
+    pub critic_adam_steps: u64,
     pub config: TrainConfig,
 }
 
-/// Writes the checkpoint of `meta.step`: `params` (and `frozen`, the encoder tensors when the encoder
-/// is not a seed) and the optimizer state. Then deletes all but the newest `keep` checkpoints.
+/// The bundle metadata a trainee's files carry besides the training metadata.
+pub struct Bundle {
+    model: &'static str,
+    config: String,
+    encoder: String,
+}
+
+impl Bundle {
+    pub fn new(trainee: &dyn Trainee, encoder: &str) -> Self {
+        Bundle { model: trainee.model(), config: trainee.network_config(), encoder: encoder.into() }
+    }
+
+    fn write(&self, path: &Path, meta: &Meta, tensors: &HashMap<String, Tensor>) -> Result<(), TrainError> {
+        let training = serde_json::to_string(meta).map_err(|e| TrainError::Config(e.to_string()))?;
+        let info = BundleInfo {
+            model: self.model.into(),
+            encoder: self.encoder.clone(),
+            training,
+            config: self.config.clone(),
+        };
+        Ok(checkpoint::write_bundle(path, &info, tensors)?)
+    }
+}
+
+/// Writes the checkpoint of `meta.step` (`tensors`: the trainee's [`Trainee::checkpoint`]), then
+/// deletes all but the newest `keep` checkpoints.
 pub fn save(
     out: &Path,
     meta: &Meta,
-    encoder: &str,
-    params: HashMap<String, Tensor>,
-    frozen: &HashMap<String, Tensor>,
-    adam: &Adam,
+    bundle: &Bundle,
+    tensors: HashMap<String, Tensor>,
 ) -> Result<PathBuf, TrainError> {
-    let mut tensors = params;
-    tensors.extend(frozen.iter().map(|(k, v)| (k.clone(), v.clone())));
-    tensors.extend(adam.state(&format!("{TRAINING_STATE}adam.")));
-    let training = serde_json::to_string(meta).map_err(|e| TrainError::Config(e.to_string()))?;
-    let info = BundleInfo { model: "stya2k".into(), encoder: encoder.into(), training, config: "{}".into() };
     let path = path_for(out, meta.step);
-    checkpoint::write_bundle(&path, &info, &tensors)?;
+    bundle.write(&path, meta, &tensors)?;
     let all = list(out)?;
     for (_, old) in all.iter().take(all.len().saturating_sub(meta.config.keep.max(1))) {
         std::fs::remove_file(old).map_err(|source| TrainError::Io { path: old.clone(), source })?;
@@ -73,19 +94,14 @@ pub fn save(
     Ok(path)
 }
 
-/// The exported model: the trained tensors (and file-encoder tensors), no optimizer state.
+/// The exported model (`tensors`: the trainee's [`Trainee::export`], no training state).
 pub fn export(
     path: &Path,
     meta: &Meta,
-    encoder: &str,
-    params: HashMap<String, Tensor>,
-    frozen: &HashMap<String, Tensor>,
+    bundle: &Bundle,
+    tensors: HashMap<String, Tensor>,
 ) -> Result<(), TrainError> {
-    let mut tensors = params;
-    tensors.extend(frozen.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let training = serde_json::to_string(meta).map_err(|e| TrainError::Config(e.to_string()))?;
-    let info = BundleInfo { model: "stya2k".into(), encoder: encoder.into(), training, config: "{}".into() };
-    Ok(checkpoint::write_bundle(path, &info, &tensors)?)
+    bundle.write(path, meta, &tensors)
 }
 
 /// A checkpoint read back for `--resume`.

@@ -1,5 +1,6 @@
-//! The network being trained: StyA2K with a frozen encoder and trainable variables for the relu3_1 A2K,
-//! the Transform and the decoder.
+//! Trainable networks: a model's own constructor fed by a `VarBuilder` backend that serves the frozen
+//! encoder's tensors as constants and makes a fresh, named variable for every other tensor. So training
+//! builds exactly the network inference loads, and the variables carry the bundle keys.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -7,27 +8,37 @@ use candle_core::{DType, Device, Result, Shape, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 
 use crate::checkpoint::formula;
-use crate::models::stya2k::StyA2K;
 
-/// Standard deviation of the initial weights: the official `init_net` ("normal", gain 0.02).
+/// Standard deviation of the initial weights: the official StyA2K `init_net` ("normal", gain 0.02).
+/// NeAT has no official code; we use the same, which starts its decoder near zero deltas, i.e. the
+/// output near the content prior.
 const INIT_STD: f64 = 0.02;
 
-pub struct Trainee {
-    pub model: StyA2K,
-    /// Every trainable tensor under its bundle key (`a2k.q.weight`, ...), in construction order.
+/// A network with its trainable variables.
+pub struct Trainable<M> {
+    pub model: M,
+    /// Every trainable tensor under its key (`a2k.q.weight`, ...), in construction order.
     pub params: Vec<(String, Var)>,
+    /// The keys of the frozen tensors the network read (the encoder layers it runs).
+    pub frozen_used: Vec<String>,
 }
 
-impl Trainee {
-    /// Builds StyA2K with the `vgg.` tensors of `frozen` as constants and fresh variables elsewhere,
-    /// initialised as the official trainer does: weights `N(0, 0.02^2)`, biases 0, `sim_alpha` 1,
-    /// `sim_beta` 0. The normal draws are a function of `seed` and the tensor name.
-    pub fn new(frozen: HashMap<String, Tensor>, seed: u64, device: &Device) -> Result<Self> {
-        let params = Arc::new(Mutex::new(Vec::new()));
-        let backend = TrainBackend { frozen, seed, params: params.clone() };
-        let model = StyA2K::new(VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone()))?;
-        let params = std::mem::take(&mut *params.lock().unwrap_or_else(|e| e.into_inner()));
-        Ok(Self { model, params })
+impl<M> Trainable<M> {
+    /// Builds a network with `build`: tensors named in `frozen` are constants, every other one a fresh
+    /// variable initialised as the official StyA2K trainer does: weights (rank >= 2) `N(0, 0.02^2)`,
+    /// biases 0, `sim_alpha` 1, `sim_beta` 0. The normal draws are a function of `seed` and the name.
+    /// A missing `vgg.` tensor is an error: the encoder is never trained.
+    pub fn new(
+        frozen: &HashMap<String, Tensor>,
+        seed: u64,
+        device: &Device,
+        build: impl FnOnce(VarBuilder) -> Result<M>,
+    ) -> Result<Self> {
+        let made = Arc::new(Mutex::new(Made::default()));
+        let backend = TrainBackend { frozen: frozen.clone(), seed, made: made.clone() };
+        let model = build(VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone()))?;
+        let made = std::mem::take(&mut *made.lock().unwrap_or_else(|e| e.into_inner()));
+        Ok(Self { model, params: made.params, frozen_used: made.frozen_used })
     }
 
     /// Overwrites every variable with the tensor of the same key (a resumed checkpoint).
@@ -36,12 +47,15 @@ impl Trainee {
             let t = tensors
                 .get(name)
                 .ok_or_else(|| candle_core::Error::Msg(format!("tensor `{name}` missing")))?;
+            if t.shape() != var.shape() {
+                candle_core::bail!("tensor `{name}`: shape {:?}, the network's {:?}", t.dims(), var.dims());
+            }
             var.set(&t.to_device(var.device())?)?;
         }
         Ok(())
     }
 
-    /// The trainable tensors under their bundle keys.
+    /// The trainable tensors under their keys.
     pub fn tensors(&self) -> HashMap<String, Tensor> {
         self.params.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect()
     }
@@ -58,14 +72,22 @@ fn normal(name: &str, seed: u64, numel: usize, std: f64) -> Vec<f32> {
         .collect()
 }
 
+/// What a build asked the backend for.
+#[derive(Default)]
+struct Made {
+    params: Vec<(String, Var)>,
+    frozen_used: Vec<String>,
+}
+
 struct TrainBackend {
     frozen: HashMap<String, Tensor>,
     seed: u64,
-    params: Arc<Mutex<Vec<(String, Var)>>>,
+    made: Arc<Mutex<Made>>,
 }
 
 impl candle_nn::var_builder::SimpleBackend for TrainBackend {
     fn get(&self, shape: Shape, name: &str, _: Init, dtype: DType, dev: &Device) -> Result<Tensor> {
+        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(t) = self.frozen.get(name) {
             if t.shape() != &shape {
                 candle_core::bail!(
@@ -74,6 +96,7 @@ impl candle_nn::var_builder::SimpleBackend for TrainBackend {
                     t.dims()
                 );
             }
+            made.frozen_used.push(name.to_string());
             return t.to_dtype(dtype)?.to_device(dev);
         }
         if name.starts_with("vgg.") {
@@ -88,7 +111,7 @@ impl candle_nn::var_builder::SimpleBackend for TrainBackend {
             Tensor::zeros(shape, dtype, dev)?
         };
         let var = Var::from_tensor(&init)?;
-        self.params.lock().unwrap_or_else(|e| e.into_inner()).push((name.to_string(), var.clone()));
+        made.params.push((name.to_string(), var.clone()));
         Ok(var.as_tensor().clone())
     }
 

@@ -4,6 +4,7 @@
 
 #[cfg(feature = "media")]
 pub mod clips;
+pub mod train;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
