@@ -195,8 +195,9 @@ fn image(args: ImageArgs) -> Result<()> {
         }
         Network::Neat(mut model) => {
             args.neat.apply(&mut model)?;
-            let features = model.encode_style(&style.rgb).with_context(encoding)?;
-            model.stylize(&content.rgb, &features, args.neat.controls(args.alpha)).with_context(stylising)?
+            let features = model.encode_style(&style.rgb.to_dtype(dtype)?).with_context(encoding)?;
+            let out = model.stylize(&content.rgb.to_dtype(dtype)?, &features, args.neat.controls(args.alpha));
+            out.and_then(|out| out.to_dtype(DType::F32)).with_context(stylising)?
         }
     };
     image_io::write_picture(&args.output, image_io::to_rgb8(&out)?, content.alpha.as_ref(), args.overwrite)?;
