@@ -238,8 +238,10 @@ mod tests {
         let config = PriorConfig::default();
         let a = content_prior(&rgb8, &style, &config, DType::F32)?;
         let b = content_prior(&planar, &style, &config, DType::F32)?;
+        // The planar frame holds byte / 255 in f32, so its 0..255 values are off by up to ~3e-5 (f32
+        // rounding), which the recolouring's gain carries into the prior: far below 1/255.
         let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
-        assert!(diff < 1e-5, "{diff}");
+        assert!(diff < 1e-4, "{diff}");
         let err = content_prior(&rgb8.to_dtype(DType::F32)?, &style, &config, DType::F32).unwrap_err();
         assert!(err.to_string().contains("expected a u8 [H, W, 3]"), "{err}");
         Ok(())
