@@ -41,6 +41,30 @@ pub(crate) fn allow_shared(func: &CudaFunction, bytes: usize) -> Result<()> {
     Ok(())
 }
 
+/// `check-kernels`: every value of a CUDA result must lie within `tolerance` of `want`, the op's CPU
+/// reference on copies of the inputs.
+#[cfg(feature = "check-kernels")]
+pub(crate) fn check_max_abs(
+    op: &str,
+    got: &CudaStorage,
+    (want, shape): (candle_core::CpuStorage, candle_core::Shape),
+    tolerance: f32,
+) -> Result<()> {
+    let whole = Layout::contiguous(shape);
+    let got_cpu = got.to_cpu_storage()?;
+    let got_values = super::storage::f32_values(&got_cpu, &whole, op)?;
+    let want_values = super::storage::f32_values(&want, &whole, op)?;
+    let worst = got_values.iter().zip(want_values.iter()).map(|(g, w)| (g - w).abs()).fold(0f32, f32::max);
+    if worst <= tolerance {
+        Ok(())
+    } else {
+        candle_core::bail!(
+            "check-kernels: {op} on CUDA ({:?}) differs from the CPU reference by up to {worst:.3e} > {tolerance:e}",
+            got.dtype()
+        )
+    }
+}
+
 /// `check-kernels`: the relative L2 distance between a CUDA result and `want`, the op's CPU reference
 /// on copies of the inputs, must be at most `tolerance`.
 #[cfg(feature = "check-kernels")]
