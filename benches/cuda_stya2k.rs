@@ -8,13 +8,16 @@
 //! Method (METHOD.md of the device docs): formula weights, synthetic non-zero images, the style
 //! encoded once; 3 warm-up runs, then repetitions until 2 s (or 30) have passed, each timed from a
 //! device synchronisation to the next; the median is reported.
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use candle_core::{DType, Device, Result, Tensor};
 use stylestream::checkpoint::{self, formula, WeightSource};
 use stylestream::models::stya2k::{pad_to_multiple, StyA2K, PAD_MULTIPLE};
 use stylestream::ops::blocked_attention::{block, distributed_attention, progressive_attention};
 use stylestream::ops::convert::{planar_to_rgb8, rgb8_to_planar};
+
+mod common;
+use common::{image, rgb8, time};
 
 /// Device-to-device copy bandwidth (bytes read + written per second) and f32 FMA-pipe rate of an H100
 /// SXM: the copy was measured on the device machine (~3.0 TB/s, KINDS.md); 67 TFLOP/s is the
@@ -126,44 +129,6 @@ fn stylise(gpu: &Device, dtype: DType) -> Result<Tensor> {
     let style = image(512, 512, 1, gpu)?.to_dtype(dtype)?;
     let features = model.encode_style(&style)?;
     model.stylize(&image(512, 512, 2, gpu)?.to_dtype(dtype)?, &features, 1.0)?.to_device(&Device::Cpu)
-}
-
-/// Median seconds of `f`, each run between two device synchronisations.
-fn time<T>(gpu: &Device, budget: Duration, mut f: impl FnMut() -> Result<T>) -> Result<f64> {
-    for _ in 0..3 {
-        f()?;
-    }
-    gpu.synchronize()?;
-    let mut runs = Vec::new();
-    let start = Instant::now();
-    while runs.len() < 5 || (start.elapsed() < budget && runs.len() < 30) {
-        let t = Instant::now();
-        let out = f()?;
-        gpu.synchronize()?;
-        runs.push(t.elapsed().as_secs_f64());
-        drop(out);
-    }
-    runs.sort_by(f64::total_cmp);
-    Ok(runs[runs.len() / 2])
-}
-
-/// A smooth synthetic RGB image `[1, 3, h, w]` in [0, 1], different per `seed`, never constant.
-fn image(h: usize, w: usize, seed: usize, device: &Device) -> Result<Tensor> {
-    let ys = Tensor::arange(0f32, h as f32, device)?.reshape((1, 1, h, 1))?;
-    let xs = Tensor::arange(0f32, w as f32, device)?.reshape((1, 1, 1, w))?;
-    let channels = (0..3)
-        .map(|c| {
-            let (fy, fx) = (0.013 * (c + seed) as f64, 0.021 / (c + seed) as f64);
-            (ys.affine(fy, 0.0)?.broadcast_add(&xs.affine(fx, c as f64)?)?.sin()? + 1.0)? * 0.5
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Tensor::cat(&channels, 1)
-}
-
-/// A packed 8-bit RGB frame `[h, w, 3]` in host memory.
-fn rgb8(h: usize, w: usize) -> Result<Tensor> {
-    let bytes: Vec<u8> = (0..h * w * 3).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
-    Tensor::from_vec(bytes, (h, w, 3), &Device::Cpu)
 }
 
 fn rel_l2(a: &Tensor, b: &Tensor) -> Result<f64> {

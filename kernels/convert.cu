@@ -3,16 +3,6 @@
 // [0, 1] in its storage type, reflect-padded at the bottom and right (models::stya2k::PAD_MULTIPLE).
 #include "stylestream.cuh"
 
-// Source index that reflection padding copies into position i >= n of an axis of n pixels: mirrored
-// about the edge pixel without repeating it, continued periodically (period 2 (n - 1)) for pads wider
-// than the axis, as src/nn/pad.rs `reflect_index`.
-__device__ __forceinline__ uint32_t reflect(uint32_t i, uint32_t n) {
-    if (n == 1) return 0;
-    const uint32_t period = 2 * (n - 1);
-    const uint32_t m = i % period;
-    return m < n ? m : period - m;
-}
-
 // One thread per padded pixel. rgb: [height, width, 3] u8; out: [3, padded_height, padded_width],
 // value = byte / 255.
 template <typename T>
@@ -20,7 +10,7 @@ __device__ void rgb8_to_planar(const uint8_t* __restrict__ rgb, T* __restrict__ 
     const size_t plane = (size_t)g.padded_height * g.padded_width;
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= plane) return;
-    const uint32_t y = reflect(i / g.padded_width, g.height), x = reflect(i % g.padded_width, g.width);
+    const uint32_t y = reflect101(i / g.padded_width, g.height), x = reflect101(i % g.padded_width, g.width);
     const uint8_t* px = rgb + ((size_t)y * g.width + x) * 3;
 #pragma unroll
     for (int c = 0; c < 3; ++c) out[c * plane + i] = from_f32<T>((float)px[c] / 255.f);

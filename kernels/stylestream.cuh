@@ -35,6 +35,44 @@ struct FrameGeometry {
     uint32_t padded_width;
 };
 
+// All-to-all attention of one map: n_q queries, n_k keys, head dims padded to the kernel's D.
+// Mirror: src/ops/streaming_attention/cuda.rs `AttentionShape`.
+struct AttentionShape {
+    uint32_t n_q;
+    uint32_t n_k;
+};
+
+// One frame of the content prior: planar [3, height, width] (or packed [height, width, 3] bytes),
+// the Gaussian taps (radius taps either side of the centre, in a device array) and the bilateral
+// filter's settings, as OpenCV's bilateralFilter derives them from (d, sigmaColor, sigmaSpace).
+// Mirror: src/ops/prior/cuda.rs `PriorShape`.
+struct PriorShape {
+    uint32_t height;
+    uint32_t width;
+    uint32_t blur_radius;
+    uint32_t bilateral_radius;
+    float color_coeff;  // -0.5 / sigmaColor^2, on 0..255 values
+    float space_coeff;  // -0.5 / sigmaSpace^2, in pixels
+};
+
+// The prior's recolouring, folded with the prior weight and the 1/255 of the filtered values:
+// out_c = sum_j a[3c + j] x_j + b[c] for x in 0..255. Mirror: src/ops/prior/cuda.rs `ColourAffine`.
+struct ColourAffine {
+    float a[9];
+    float b[3];
+};
+
+// Index that reflect-101 padding (OpenCV's BORDER_DEFAULT, torch's "reflect") reads for position i of
+// an axis of n pixels: mirrored about the edge pixels without repeating them, periodic with period
+// 2 (n - 1) for pads wider than the axis. As src/nn/pad.rs `reflect_index`.
+__device__ __forceinline__ uint32_t reflect101(int64_t i, uint32_t n) {
+    if (n == 1) return 0;
+    const int64_t period = 2 * ((int64_t)n - 1);
+    int64_t m = i % period;
+    if (m < 0) m += period;
+    return (uint32_t)(m < n ? m : period - m);
+}
+
 __device__ __forceinline__ float to_f32(float x) { return x; }
 __device__ __forceinline__ float to_f32(__half x) { return __half2float(x); }
 __device__ __forceinline__ float to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }

@@ -188,13 +188,13 @@ pub fn load(source: &WeightSource, device: &Device) -> Result<Network, Checkpoin
     load_as(source, device, DType::F32)
 }
 
-/// As [`load`], with StyA2K's weights cast to `dtype` (f16/bf16 inference); NeAT runs in f32 only.
+/// As [`load`], with every weight cast to `dtype` (f16/bf16 inference).
 pub fn load_as(source: &WeightSource, device: &Device, dtype: DType) -> Result<Network, CheckpointError> {
     let path: PathBuf = match source {
         WeightSource::Formula(_) => {
             return load_stya2k_as(source, device, dtype).map(|m| Network::StyA2K(Box::new(m)))
         }
-        WeightSource::NeatFormula(_) => return load_neat(source, device).map(Network::Neat),
+        WeightSource::NeatFormula(_) => return load_neat_as(source, device, dtype).map(Network::Neat),
         WeightSource::Bundle(path) => path.clone(),
     };
     let path = &path;
@@ -209,7 +209,7 @@ pub fn load_as(source: &WeightSource, device: &Device, dtype: DType) -> Result<N
             StyA2K::new,
         )
         .map(|m| Network::StyA2K(Box::new(m))),
-        NEAT => build_neat(&info, tensors, device, path).map(Network::Neat),
+        NEAT => build_neat(&info, tensors, device, dtype, path).map(Network::Neat),
         _ => Err(CheckpointError::UnknownModel { path: path.clone(), found: info.model }),
     }
 }
@@ -274,10 +274,15 @@ fn inference_tensors(
 
 /// Loads NeAT from `source` onto `device`.
 pub fn load_neat(source: &WeightSource, device: &Device) -> Result<Neat, CheckpointError> {
+    load_neat_as(source, device, DType::F32)
+}
+
+/// As [`load_neat`], with every weight cast to `dtype` (f16/bf16 inference).
+pub fn load_neat_as(source: &WeightSource, device: &Device, dtype: DType) -> Result<Neat, CheckpointError> {
     match source {
         WeightSource::NeatFormula(seed) => {
             let path = PathBuf::from(format!("formula-neat:{seed}"));
-            Neat::new(NeatConfig::default(), formula::var_builder(*seed, device))
+            Neat::new(NeatConfig::default(), formula::var_builder(*seed, device).set_dtype(dtype))
                 .map_err(|e| CheckpointError::Tensors { path, message: e.to_string() })
         }
         WeightSource::Formula(seed) => Err(CheckpointError::WrongModel {
@@ -294,7 +299,7 @@ pub fn load_neat(source: &WeightSource, device: &Device) -> Result<Neat, Checkpo
                     expected: NEAT,
                 });
             }
-            build_neat(&info, tensors, device, path)
+            build_neat(&info, tensors, device, dtype, path)
         }
     }
 }
@@ -304,6 +309,7 @@ fn build_neat(
     info: &BundleInfo,
     tensors: HashMap<String, Tensor>,
     device: &Device,
+    dtype: DType,
     path: &Path,
 ) -> Result<Neat, CheckpointError> {
     let config: NeatConfig = serde_json::from_str(&info.config)
@@ -312,7 +318,7 @@ fn build_neat(
         .prior
         .check()
         .map_err(|e| CheckpointError::Config { path: path.to_path_buf(), message: e.to_string() })?;
-    build_strict(tensors, device, DType::F32, |_| path.to_path_buf(), "NeAT", |vb| Neat::new(config, vb))
+    build_strict(tensors, device, dtype, |_| path.to_path_buf(), "NeAT", |vb| Neat::new(config, vb))
 }
 
 /// Reads a bundle's metadata and tensors (upcast to f32, on the CPU).

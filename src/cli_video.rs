@@ -11,7 +11,7 @@ use crate::image_io;
 use crate::models::Network;
 use crate::video::shard::Shard;
 use crate::video::stylizer::ModelChoice;
-use crate::video::{self, batch, file, live, manifest, Identity, NeatStylizer, StyA2kStylizer, Stylizer};
+use crate::video::{self, batch, file, live, manifest, Identity, NeatStylizer, OnDevice, StyA2kStylizer, Stylizer};
 
 /// The model and its style, shared by `video` and `stream`.
 #[derive(Debug, clap::Args)]
@@ -32,6 +32,12 @@ pub struct ModelArgs {
     pub style_size: u32,
     #[command(flatten)]
     pub neat: NeatArgs,
+    /// Where the model runs: cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu", value_name = "cpu|cuda[:N]")]
+    pub device: crate::device::DeviceChoice,
+    /// Storage type of weights and activations (attention and normalisation sums stay f32).
+    #[arg(long, value_enum, default_value_t = crate::device::Precision::F32)]
+    pub precision: crate::device::Precision,
 }
 
 /// Temporal-consistency options shared by `video` and `stream`.
@@ -177,20 +183,24 @@ fn stylizer_factory(args: &ModelArgs) -> Result<Box<dyn Fn() -> Box<dyn Stylizer
         ModelChoice::Identity => Ok(Box::new(|| Box::new(Identity) as Box<dyn Stylizer>)),
         ModelChoice::Network(source) => {
             let style_path = style.context("--style is needed with this model")?;
-            let device = Device::Cpu;
-            let network = checkpoint::load(source, &device)?;
-            let style = image_io::read_picture(style_path, Some(style_size), &device)?;
+            let (device, dtype) = (args.device.open()?, args.precision.dtype());
+            let network = checkpoint::load_as(source, &device, dtype)?;
+            let style = image_io::read_picture(style_path, Some(style_size), &Device::Cpu)?;
             let encoding = || format!("{}: encoding the style", style_path.display());
             match network {
                 Network::StyA2K(model) => {
                     args.neat.refuse_for_stya2k()?;
-                    let prototype = StyA2kStylizer::new(*model, &style.rgb, alpha).with_context(encoding)?;
+                    let prototype =
+                        OnDevice::new(&style.rgb, device, dtype, |s| StyA2kStylizer::new(*model, s, alpha))
+                            .with_context(encoding)?;
                     Ok(Box::new(move || Box::new(prototype.clone()) as Box<dyn Stylizer>))
                 }
                 Network::Neat(mut model) => {
                     args.neat.apply(&mut model)?;
                     let controls = args.neat.controls(alpha);
-                    let prototype = NeatStylizer::new(model, &style.rgb, controls).with_context(encoding)?;
+                    let prototype =
+                        OnDevice::new(&style.rgb, device, dtype, |s| NeatStylizer::new(model, s, controls))
+                            .with_context(encoding)?;
                     Ok(Box::new(move || Box::new(prototype.clone()) as Box<dyn Stylizer>))
                 }
             }

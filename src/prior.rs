@@ -12,9 +12,11 @@
 //!    `C` of the simplified frame (`p`) and of the style image (`s`), symmetric matrix square roots.
 //! 4. Times the prior weight (0.5).
 //!
-//! Blur 0 skips steps 1 and 2. Both filters run in OpenCV with its default border (reflect-101, the
-//! same mirror as the networks' reflection padding), so they need the crate's `media` feature; without
-//! it only blur 0 runs, and asking for a blur is an error that says so.
+//! Blur 0 skips steps 1 and 2. On the CPU both filters run in OpenCV with its default border
+//! (reflect-101, the same mirror as the networks' reflection padding), so they need the crate's
+//! `media` feature; without it only blur 0 runs, and asking for a blur is an error that says so. A
+//! frame on a CUDA device never leaves it: the same chain runs as kernels (`crate::ops::prior`,
+//! checked against OpenCV's filters in tests/neat_prior.rs).
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
@@ -158,13 +160,18 @@ pub fn content_prior(
     config: &PriorConfig,
 ) -> Result<Tensor, PriorError> {
     let _span = tracing::debug_span!("content_prior").entered();
+    if frame.device().is_cuda() {
+        // The frame stays on the GPU: the same chain as kernels (crate::ops::prior).
+        return Ok(crate::ops::prior::content_prior(frame, style, config, frame.dtype())?);
+    }
     let mut planes = Planes::of(frame)?;
     if config.blur_kernel > 0 {
         planes = simplify(planes, config)?;
     }
     let map = ColourMap::new(&planes.stats(), style, config.ridge);
     planes.apply(&map, config.weight);
-    planes.into_tensor(frame.device())
+    // In the frame's storage type, as the model's deltas it is added to.
+    Ok(planes.into_tensor(frame.device())?.to_dtype(frame.dtype())?)
 }
 
 /// The bilateral filter of step 2 alone on `[1, 3, H, W]` in [0, 1] (OpenCV `bilateralFilter` on the
@@ -259,7 +266,8 @@ impl Planes {
             &[1, 3, h, w] if h > 0 && w > 0 => (h, w),
             dims => return Err(PriorError::Shape(dims.to_vec())),
         };
-        Ok(Planes { height, width, data: image.flatten_all()?.to_vec1::<f32>()? })
+        let data = image.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
+        Ok(Planes { height, width, data })
     }
 
     fn into_tensor(self, device: &candle_core::Device) -> Result<Tensor, PriorError> {

@@ -1,6 +1,8 @@
 //! The CUDA path against the CPU reference: each kernel on random inputs of several sizes (odd ones
 //! and remainder strips included), then StyA2K on the golden fixtures (tests/stya2k_golden.rs, same
-//! numbers, same 1e-4 tolerance). Built only with `--features cuda`; every test passes with a note
+//! numbers, same 1e-4 tolerance), then NeAT: its streaming attention, its content prior on the test
+//! photos (the CPU reference is itself checked against OpenCV in tests/neat_prior.rs) and the whole
+//! model against the same model on the CPU. Built only with `--features cuda`; every test passes with a note
 //! when no GPU can be opened, so the binary can be built and run anywhere. One binary, so that the GPU
 //! machine gets a single prebuilt test program (benches/gpu/build.sh).
 #![cfg(feature = "cuda")]
@@ -14,6 +16,8 @@ use stylestream::ops::blocked_attention::{
     block, distributed_attention, progressive_attention, CHECK_TOLERANCE_F32, CHECK_TOLERANCE_HALF,
 };
 use stylestream::ops::convert::{planar_to_rgb8, rgb8_to_planar};
+use stylestream::ops::streaming_attention::{self as streaming, streaming_attention};
+use stylestream::prior::{ColourStats, PriorConfig};
 
 fn gpu() -> Option<Device> {
     match Device::new_cuda(0) {
@@ -176,4 +180,158 @@ fn golden_real_trained_a2k_matches_on_cuda() {
         checkpoint::read_official("a2k", &common::shared("fixtures/official/latest_net_A2K.pth")).unwrap();
     let model = StyA2K::new(common::formula_with(a2k, formula::GOLDEN_SEED).set_device(gpu.clone())).unwrap();
     golden_case("s128_realA2K", 128, &model, &gpu);
+}
+
+/// Streaming attention problems: d_k, d_v, content H x W, style keys. PAMA's 256 channels at relu4_1
+/// (a 360x640 frame against a 256x256 style), then odd everything: head dims that need padding, a
+/// query count that is no multiple of the 64-query block, key counts that leave a partial tile or
+/// are a single key.
+const STREAMING_CASES: [(usize, usize, (usize, usize), usize); 7] = [
+    (256, 256, (45, 80), 1024),
+    (256, 256, (17, 23), 333),
+    (128, 128, (8, 8), 32),
+    (64, 64, (1, 1), 2),
+    (5, 7, (13, 11), 37),
+    (33, 100, (9, 9), 1),
+    (200, 129, (3, 67), 65),
+];
+
+#[test]
+fn streaming_attention_matches_the_cpu_reference() {
+    let Some(gpu) = gpu() else { return };
+    for (i, &(d_k, d_v, (h, w), n_k)) in STREAMING_CASES.iter().enumerate() {
+        for dtype in [DType::F32, DType::F16, DType::BF16] {
+            let seed = 1000 + 10 * i as u64;
+            // Non-negative like PAMA's ReLU6 features; the scale keeps the softmax neither one-hot nor flat.
+            let scale = 2.0 / (d_k as f32).sqrt();
+            let q = (random(&[1, d_k, h, w], seed, scale) + scale as f64).unwrap();
+            let k = (random(&[n_k, d_k], seed + 1, scale) + scale as f64).unwrap();
+            let v = random(&[n_k, d_v], seed + 2, 1.0);
+            let err = compare(&gpu, dtype, [q, k, v], |t| streaming_attention(&t[0], &t[1], &t[2]).unwrap());
+            println!("streaming d_k {d_k} d_v {d_v} {h}x{w} keys {n_k} {dtype:?}: rel L2 {err:.2e}");
+            let tolerance = if dtype == DType::F32 {
+                streaming::CHECK_TOLERANCE_F32
+            } else {
+                streaming::CHECK_TOLERANCE_HALF
+            };
+            assert!(err <= tolerance, "streaming {d_k}/{d_v} {h}x{w} {n_k} {dtype:?}: {err:.3e}");
+        }
+    }
+}
+
+/// A test photo as packed RGB bytes `[H, W, 3]` (at most `max_side` on its longer side).
+fn photo_rgb8(name: &str, max_side: u32) -> Tensor {
+    let path = common::fixture(&format!("images/{name}"));
+    let rgb = stylestream::image_io::read_picture(&path, Some(max_side), &Device::Cpu).unwrap().rgb;
+    let bytes = (rgb * 255.0).unwrap().round().unwrap().clamp(0f32, 255f32).unwrap();
+    bytes.squeeze(0).unwrap().permute((1, 2, 0)).unwrap().to_dtype(DType::U8).unwrap()
+}
+
+#[test]
+fn content_prior_matches_the_cpu_reference() {
+    let Some(gpu) = gpu() else { return };
+    let style = ColourStats::of(
+        &stylestream::image_io::read_picture(
+            &common::fixture("images/hubble_deep_field.jpg"),
+            Some(256),
+            &Device::Cpu,
+        )
+        .unwrap()
+        .rgb,
+    )
+    .unwrap();
+    // Real photos at two sizes, then frames smaller than the bilateral window (reflection wraps).
+    let mut frames = vec![photo_rgb8("chelsea.png", 451), photo_rgb8("hubble_deep_field.jpg", 333)];
+    for (i, (h, w)) in [(1, 1), (5, 3), (37, 53)].into_iter().enumerate() {
+        let bytes = ((random(&[h, w, 3], 50 + i as u64, 1.0) + 1.0).unwrap() * 127.9).unwrap();
+        frames.push(bytes.to_dtype(DType::U8).unwrap());
+    }
+    for frame in &frames {
+        let planar = (frame.permute((2, 0, 1)).unwrap().to_dtype(DType::F32).unwrap() / 255.0)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        for config in [PriorConfig::default(), PriorConfig::default().with_blur(0)] {
+            for dtype in [DType::F32, DType::F16, DType::BF16] {
+                for source in [frame, &planar] {
+                    let source =
+                        source.to_dtype(if source.dtype() == DType::U8 { DType::U8 } else { dtype }).unwrap();
+                    let prior = |device: &Device| {
+                        let source = source.to_device(device).unwrap();
+                        let out =
+                            stylestream::ops::prior::content_prior(&source, &style, &config, dtype).unwrap();
+                        out.to_device(&Device::Cpu).unwrap()
+                    };
+                    let (want, got) = (prior(&Device::Cpu), prior(&gpu));
+                    assert_eq!(got.dtype(), dtype);
+                    let err = rel_l2(&got, &want);
+                    let worst = (got.to_dtype(DType::F32).unwrap() - want.to_dtype(DType::F32).unwrap())
+                        .unwrap()
+                        .abs()
+                        .unwrap()
+                        .max_all()
+                        .unwrap()
+                        .to_scalar::<f32>()
+                        .unwrap();
+                    println!(
+                        "prior {:?} from {:?} blur {} {dtype:?}: rel L2 {err:.2e}, max |diff| {worst:.2e}",
+                        frame.dims(),
+                        source.dtype(),
+                        config.blur_kernel
+                    );
+                    let tolerance = stylestream::ops::prior::check_max_abs(dtype);
+                    assert!(worst <= tolerance, "prior {:?} {dtype:?}: max |diff| {worst:.3e}", frame.dims());
+                    // Relative L2 as for every kernel, except for a single pixel: no colour variance,
+                    // so the ridge's gain (~300) magnifies last-bit differences (ops::prior docs).
+                    if dtype == DType::F32 && frame.elem_count() > 3 {
+                        assert!(err <= 1e-5, "prior {:?}: rel L2 {err:.3e}", frame.dims());
+                    }
+                    if dtype == DType::F16 {
+                        assert!(err <= 1e-2, "prior {:?} f16: rel L2 {err:.3e}", frame.dims());
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn neat_on_cuda_matches_neat_on_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let source = WeightSource::NeatFormula(formula::GOLDEN_SEED);
+    let frame = photo_rgb8("chelsea.png", 120); // 120 x 80: padded to 120 x 80, relu4_1 15 x 10
+    let style = golden_image(GoldenImage::Style, 64, 48);
+    let controls = stylestream::models::neat::Controls::default();
+    let run = |device: &Device, dtype: DType| {
+        let model = checkpoint::load_neat_as(&source, device, dtype).unwrap();
+        let encoded = model.encode_style(&style.to_device(device).unwrap().to_dtype(dtype).unwrap()).unwrap();
+        let bytes = model.stylize_rgb8(&frame.to_device(device).unwrap(), &encoded, controls).unwrap();
+        let planar = (frame.permute((2, 0, 1)).unwrap().to_dtype(DType::F32).unwrap() / 255.0)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        // The planar path with blur 0 (the CPU prior needs OpenCV for a blur, absent from this build).
+        let mut sharp = model.clone();
+        sharp.set_prior(PriorConfig::default().with_blur(0)).unwrap();
+        let trace = sharp
+            .trace(&planar.to_device(device).unwrap().to_dtype(dtype).unwrap(), &encoded, controls)
+            .unwrap();
+        let cpu = |t: &Tensor| t.to_device(&Device::Cpu).unwrap().to_dtype(DType::F32).unwrap();
+        (cpu(&bytes), cpu(&trace.output), cpu(&trace.content_features))
+    };
+    let (bytes_cpu, out_cpu, features_cpu) = run(&Device::Cpu, DType::F32);
+    for (dtype, tolerance) in [(DType::F32, 1e-4), (DType::F16, 5e-2), (DType::BF16, 1e-1)] {
+        let (bytes, out, features) = run(&gpu, dtype);
+        let (e_out, e_features) = (rel_l2(&out, &out_cpu), rel_l2(&features, &features_cpu));
+        let worst =
+            (bytes - &bytes_cpu).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        println!("NeAT on CUDA {dtype:?}: output rel L2 {e_out:.2e}, relu4_1 {e_features:.2e}, bytes max |diff| {worst}");
+        assert!(
+            e_out <= tolerance && e_features <= tolerance,
+            "NeAT {dtype:?}: {e_out:.3e} / {e_features:.3e}"
+        );
+        if dtype == DType::F32 {
+            assert!(worst <= 1.0, "NeAT rgb8 path on CUDA differs by {worst} levels");
+        }
+    }
 }

@@ -147,3 +147,38 @@ fn without_opencv_a_blur_is_refused_by_name() {
     let e = content_prior(&frame, &style, &PriorConfig::default()).unwrap_err().to_string();
     assert!(e.contains("needs OpenCV") && e.contains("--blur 0"), "{e}");
 }
+
+/// The device prior (`ops::prior`: the reference the CUDA kernels are checked against, with its own
+/// Gaussian and bilateral filters) against the OpenCV prior of `prior::content_prior`, on both photos
+/// at full size, from bytes and from f32 frames, with blur and without: within 1/255 everywhere.
+#[cfg(feature = "media")]
+#[test]
+fn device_prior_matches_the_opencv_prior_on_photos() {
+    use candle_core::DType;
+    use stylestream::ops::prior::content_prior as device_prior;
+
+    for (name, style_name) in
+        [("chelsea.png", "hubble_deep_field.jpg"), ("hubble_deep_field.jpg", "chelsea.png")]
+    {
+        let frame = read_picture(&fixture(&format!("images/{name}")), Some(1000), &Device::Cpu).unwrap().rgb;
+        let style = ColourStats::of(&photo(style_name)).unwrap();
+        let bytes = (&frame * 255.0).unwrap().round().unwrap().to_dtype(DType::U8).unwrap();
+        let bytes = bytes.squeeze(0).unwrap().permute((1, 2, 0)).unwrap();
+        for config in [PriorConfig { weight: 1.0, ..Default::default() }, PriorConfig::default().with_blur(0)]
+        {
+            let want = content_prior(&frame, &style, &config).unwrap();
+            for (source, got) in [
+                ("bytes", device_prior(&bytes, &style, &config, DType::F32).unwrap()),
+                ("f32", device_prior(&frame, &style, &config, DType::F32).unwrap()),
+            ] {
+                let worst =
+                    (&got - &want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                println!(
+                    "{name} from {source}, blur {}: max |device - OpenCV| = {worst:.2e}",
+                    config.blur_kernel
+                );
+                assert!(worst <= 1.0 / 255.0, "{name} {source} blur {}: {worst}", config.blur_kernel);
+            }
+        }
+    }
+}

@@ -75,3 +75,25 @@ fn refuses_mismatched_shapes_with_a_message() {
     let v0 = Tensor::zeros((0, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
     assert!(streaming_attention(&q, &none, &v0).unwrap_err().to_string().contains("at least one key"));
 }
+
+#[test]
+fn half_storage_is_the_f32_computation_on_the_widened_inputs_rounded_once() {
+    use candle_core::DType;
+    let (h, w, n_k, d) = (5, 7, 300, 16);
+    let q = Tensor::from_vec(random("q", d * h * w, 1.0), (1, d, h, w), &Device::Cpu).unwrap();
+    let k = Tensor::from_vec(random("k", n_k * d, 1.0), (n_k, d), &Device::Cpu).unwrap();
+    let v = Tensor::from_vec(random("v", n_k * d, 1.0), (n_k, d), &Device::Cpu).unwrap();
+    for dtype in [DType::F16, DType::BF16] {
+        let [q, k, v] = [&q, &k, &v].map(|t| t.to_dtype(dtype).unwrap());
+        let got = streaming_attention(&q, &k, &v).unwrap();
+        assert_eq!(got.dtype(), dtype);
+        let widened = [&q, &k, &v].map(|t| t.to_dtype(DType::F32).unwrap());
+        let want =
+            streaming_attention(&widened[0], &widened[1], &widened[2]).unwrap().to_dtype(dtype).unwrap();
+        let bits =
+            |t: &Tensor| t.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(bits(&got) == bits(&want), "{dtype:?}");
+    }
+    let e = streaming_attention(&q.to_dtype(DType::F16).unwrap(), &k, &v).unwrap_err().to_string();
+    assert!(e.contains("keys are F32, the queries F16"), "{e}");
+}

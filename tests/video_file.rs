@@ -201,3 +201,27 @@ fn batch_continues_past_a_bad_file_reports_it_and_resumes() {
     assert!(o.status.success() && err.contains("2 skipped"), "{err}");
     assert_eq!(std::fs::metadata(outputs.join("a.mp4")).unwrap().modified().unwrap(), before);
 }
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn video_device_cuda_without_the_feature_fails_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let style = style_image(dir.path());
+    let out = dir.path().join("out.mp4");
+    let o = stylestream(&[
+        "video",
+        arg(&dir.path().join("in.mp4")),
+        "-o",
+        arg(&out),
+        "--model",
+        "formula-neat:1",
+        "--style",
+        arg(&style),
+        "--device",
+        "cuda",
+        "--precision",
+        "f16",
+    ]);
+    assert_clean_failure(&o, "--device cuda:0: built without CUDA; rebuild with --features cuda");
+    assert!(!out.exists());
+}

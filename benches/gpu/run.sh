@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs on the device machine (H100/H200, driver 580 = CUDA 13.0, no Rust, no network), in the repository
 # root, on the prebuilt .gpu-bundle/ of benches/gpu/build.sh:
-#   1. nvidia-smi; 2. the CUDA tests (kernels vs CPU reference, golden StyA2K fixtures); 3. a CLI smoke
-#   run on the GPU; 4. the fps / kernel-floor tables. Logs and tables go to $OUT (the device tool's
+#   1. nvidia-smi; 2. the CUDA tests (kernels vs CPU reference, golden StyA2K fixtures, NeAT's streaming
+#   attention, prior and whole model vs the CPU); 3. CLI smoke runs on the GPU (StyA2K and NeAT); 4. the
+#   fps / kernel-floor tables of StyA2K, then NeAT's (fps, peak memory, attention TFLOP/s vs cuBLAS). Logs and tables go to $OUT (the device tool's
 #   folder that comes back), the tables also to stdout, last.
 # Device tool: run `bash benches/gpu/run.sh` with carry [".gpu-bundle"] (add `--quick` for a short bench).
 set -uo pipefail
@@ -55,7 +56,22 @@ for precision in f32 f16; do
   fi
 done
 
+for precision in f32 f16; do
+  start=$(date +%s.%N)
+  if "$bin/stylestream" image --content tests/fixtures/images/chelsea.png \
+    --style tests/fixtures/images/hubble_deep_field.jpg --model formula-neat:20261122 \
+    --device cuda --precision "$precision" -o "$OUT/chelsea_neat_$precision.png" --overwrite 2>&1 | tee -a "$OUT/summary.txt"; then
+    echo "image NeAT --device cuda --precision $precision: ok, $(echo "$(date +%s.%N) - $start" | bc) s (load + style + one frame)" \
+      | tee -a "$OUT/summary.txt"
+  else
+    echo "image NeAT --device cuda --precision $precision: FAILED" | tee -a "$OUT/summary.txt"; status=1
+  fi
+done
+
 "$bin/cuda_stya2k" "$@" 2>&1 | tee "$OUT/bench.md"
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
+echo | tee -a "$OUT/bench.md"
+"$bin/cuda_neat" "$@" 2>&1 | tee -a "$OUT/bench.md"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 echo; cat "$OUT/summary.txt"; echo; cat "$OUT/bench.md"
 exit $status

@@ -198,11 +198,9 @@ impl Stylestream {
                 Box::new(StyA2kStylizer::new(*model, &style, settings.alpha).map_err(encoding)?)
             }
             Network::Neat(model) => {
-                if dtype != DType::F32 {
-                    return Err("precision: NeAT runs in f32 only".into());
-                }
+                let style = style.rgb.to_dtype(dtype).map_err(encoding)?;
                 let controls = Controls { alpha: settings.alpha, alpha_prior: false };
-                Box::new(NeatStylizer::new(model, &style.rgb, controls).map_err(encoding)?)
+                Box::new(NeatStylizer::new(model, &style, controls).map_err(encoding)?)
             }
         };
         Ok(stylizer)

@@ -14,8 +14,8 @@ pub enum Network {
 
 impl Network {
     /// Stylises one `content` image with one `style` image (both `[1, 3, H, W]` f32 RGB in [0, 1], any
-    /// sizes) into `[1, 3, H_c, W_c]` f32. StyA2K runs in `dtype` (f16/bf16 inference); NeAT in f32 with
-    /// `controls` (its prior as configured on the model).
+    /// sizes) into `[1, 3, H_c, W_c]` f32. Both run in `dtype` (f16/bf16 inference); NeAT with `controls`
+    /// (its prior as configured on the model).
     pub fn stylize_image(
         &self,
         content: &candle_core::Tensor,
@@ -29,7 +29,10 @@ impl Network {
                 let out = model.stylize(&content.to_dtype(dtype)?, &features, controls.alpha)?;
                 out.to_dtype(candle_core::DType::F32)
             }
-            Network::Neat(model) => model.stylize(content, &model.encode_style(style)?, controls),
+            Network::Neat(model) => {
+                let features = model.encode_style(&style.to_dtype(dtype)?)?;
+                model.stylize(&content.to_dtype(dtype)?, &features, controls)?.to_dtype(candle_core::DType::F32)
+            }
         }
     }
 }

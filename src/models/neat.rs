@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::models::pama::{Pama, PamaStyle};
 use crate::models::vgg::Vgg;
 use crate::nn::{blend, reflect_pad, upsample2, ReflectConv3x3};
+use crate::ops::convert::{planar_to_rgb8, rgb8_to_planar};
 use crate::prior::{content_prior, ColourStats, PriorConfig};
 
 /// The content is reflect-padded at the bottom and right to a multiple of 8 and the deltas are
@@ -70,6 +71,8 @@ impl Default for Controls {
 /// and each PAMA block's keys and values.
 #[derive(Debug, Clone)]
 pub struct NeatStyle {
+    /// Storage type of the style tensors, and so of the model's weights.
+    dtype: candle_core::DType,
     colour: ColourStats,
     blocks: Vec<PamaStyle>,
 }
@@ -200,6 +203,7 @@ impl Neat {
         let _span = tracing::debug_span!("encode_style").entered();
         let fs = self.vgg.forward_last(style, 4)?;
         Ok(NeatStyle {
+            dtype: style.dtype(),
             colour: ColourStats::of(style).map_err(candle_core::Error::wrap)?,
             blocks: self.align.iter().map(|block| block.style(&fs)).collect::<Result<Vec<_>>>()?,
         })
@@ -216,12 +220,41 @@ impl Neat {
         let (_, _, h, w) = content.dims4()?;
         let prior =
             content_prior(content, &style.colour, &self.config.prior).map_err(candle_core::Error::wrap)?;
+        let up = |n: usize| n.div_ceil(PAD_MULTIPLE) * PAD_MULTIPLE - n;
+        let padded = reflect_pad(content, 0, up(h), 0, up(w))?;
+        self.edit(prior, content, &padded, style, controls)
+    }
+
+    /// Stylises a packed RGB frame, u8 `[H, W, 3]` on the model's device -> u8 `[H, W, 3]`. The frame is
+    /// converted, padded, filtered for the prior and written back by the ops of `crate::ops`, so on a
+    /// GPU it stays there from upload to download (3 bytes per pixel each way, no f32 frame on the
+    /// host). On the CPU the result equals [`Neat::stylize`] of the frame / 255, rounded, up to the
+    /// prior's filters (here the reference of `ops::prior`, within 1/255 of OpenCV's).
+    pub fn stylize_rgb8(&self, frame: &Tensor, style: &NeatStyle, controls: Controls) -> Result<Tensor> {
+        let _span = tracing::debug_span!("stylize_rgb8").entered();
+        let (h, w, _) = frame.dims3()?;
+        let prior = crate::ops::prior::content_prior(frame, &style.colour, &self.config.prior, style.dtype)?;
+        let padded = rgb8_to_planar(frame, PAD_MULTIPLE, style.dtype)?;
+        let content = padded.narrow(2, 0, h)?.narrow(3, 0, w)?;
+        let output = self.edit(prior, &content, &padded, style, controls)?.output;
+        planar_to_rgb8(&output, h, w)
+    }
+
+    /// Everything after the prior: `content` `[1, 3, H, W]` and its reflect-padded copy `padded`.
+    fn edit(
+        &self,
+        prior: Tensor,
+        content: &Tensor,
+        padded: &Tensor,
+        style: &NeatStyle,
+        controls: Controls,
+    ) -> Result<Trace> {
+        let (_, _, h, w) = content.dims4()?;
         let prior = match controls.alpha_prior {
             true => blend(&(content * self.config.prior.weight)?, &prior, controls.alpha)?,
             false => prior,
         };
-        let up = |n: usize| n.div_ceil(PAD_MULTIPLE) * PAD_MULTIPLE - n;
-        let content_features = self.vgg.forward_last(&reflect_pad(content, 0, up(h), 0, up(w))?, 4)?;
+        let content_features = self.vgg.forward_last(padded, 4)?;
         let mut transformed = content_features.clone();
         for (i, (block, block_style)) in self.align.iter().zip(&style.blocks).enumerate() {
             let _span = tracing::trace_span!("pama", block = i + 1).entered();

@@ -22,7 +22,7 @@ pub mod stylizer;
 use std::path::PathBuf;
 
 pub use frame::Frame;
-pub use stylizer::{Identity, NeatStylizer, StyA2kStylizer, Stylizer};
+pub use stylizer::{Identity, NeatStylizer, OnDevice, StyA2kStylizer, Stylizer};
 
 /// What went wrong in the video path; each message names the file or element at fault.
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,5 @@
 //! The model behind the video stages: anything that maps a frame tensor to a frame tensor.
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 
 use crate::checkpoint::WeightSource;
 use crate::models::neat::{Controls, Neat, NeatStyle};
@@ -95,5 +95,39 @@ impl Stylizer for NeatStylizer {
     fn set_style(&mut self, style: &Tensor) -> Result<()> {
         self.style = self.model.encode_style(style)?;
         Ok(())
+    }
+}
+
+/// Runs a stylizer on `device` in `dtype` (`--device`, `--precision`): each frame is uploaded and cast
+/// once before the model and the result comes back as f32 once after, so between the two the frame
+/// stays on the device (NeAT's prior included, `crate::ops::prior`).
+#[derive(Clone)]
+pub struct OnDevice<S> {
+    inner: S,
+    device: Device,
+    dtype: DType,
+}
+
+impl<S: Stylizer> OnDevice<S> {
+    /// `make` builds the inner stylizer from the style image already on `device` in `dtype`.
+    pub fn new(
+        style: &Tensor,
+        device: Device,
+        dtype: DType,
+        make: impl FnOnce(&Tensor) -> Result<S>,
+    ) -> Result<Self> {
+        let inner = make(&style.to_device(&device)?.to_dtype(dtype)?)?;
+        Ok(Self { inner, device, dtype })
+    }
+}
+
+impl<S: Stylizer> Stylizer for OnDevice<S> {
+    fn stylize(&mut self, frame: &Tensor) -> Result<Tensor> {
+        let out = self.inner.stylize(&frame.to_device(&self.device)?.to_dtype(self.dtype)?)?;
+        out.to_dtype(DType::F32)?.to_device(&Device::Cpu)
+    }
+
+    fn set_style(&mut self, style: &Tensor) -> Result<()> {
+        self.inner.set_style(&style.to_device(&self.device)?.to_dtype(self.dtype)?)
     }
 }

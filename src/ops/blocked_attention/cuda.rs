@@ -1,11 +1,12 @@
 //! The CUDA side of the blocked attention ops: launches of `kernels/blocked_attention.cu`, compiled to
 //! PTX by `build.rs` and loaded once per device through candle's custom-kernel loader.
+use crate::ops::cuda_launch::{blocks, dim, Input, DEFAULT_SHARED_LIMIT};
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{
     CudaView, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
 };
 use candle_core::cuda_backend::{CudaDType, WrapErr};
-use candle_core::{CudaStorage, DType, Layout, Result};
+use candle_core::{CudaStorage, DType, Result};
 use half::{bf16, f16};
 
 use super::Geometry;
@@ -20,8 +21,6 @@ const PA_TILE: u32 = 64;
 const PA_THREADS: u32 = 256;
 /// Positions per region (threads per block) of `a2k_local_*`.
 const MAX_REGION_POSITIONS: usize = 256;
-/// Static shared memory a block may use without opting in to more.
-const SHARED_MEMORY_LIMIT: usize = 48 * 1024;
 
 /// Mirror of `StylePatches` in `kernels/stylestream.cuh`.
 #[repr(C)]
@@ -46,9 +45,6 @@ struct QueryMap {
 // SAFETY: plain `#[repr(C)]` structs of `u32`, laid out as their C declarations.
 unsafe impl DeviceRepr for StylePatches {}
 unsafe impl DeviceRepr for QueryMap {}
-
-/// One input of an op: its storage and layout.
-pub(super) type Input<'a> = (&'a CudaStorage, &'a Layout);
 
 /// Distributed attention: `q` `[1, heads * d_k, H, W]`, `k_bar` `[heads, n_s, d_k]`, `v_bar`
 /// `[heads, n_s, d_v]` -> `[1, heads * d_v, H, W]`, in the storage type of `q`.
@@ -116,10 +112,10 @@ fn progressive_as<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     // The matched style patch's keys and values as f32 rows of d; one thread per position, each
     // with ~170 registers (ptxas, D = 64), so at most 256 threads fit a multiprocessor's 64K.
     let shared = 2 * r * d * std::mem::size_of::<f32>();
-    if r > MAX_REGION_POSITIONS || shared > SHARED_MEMORY_LIMIT {
+    if r > MAX_REGION_POSITIONS || shared > DEFAULT_SHARED_LIMIT {
         candle_core::bail!(
             "progressive attention on CUDA holds a {0}x{0} region of {d}-channel heads in shared memory; \
-             at most {SHARED_MEMORY_LIMIT} bytes and {MAX_REGION_POSITIONS} positions, this needs {shared} and {r}",
+             at most {DEFAULT_SHARED_LIMIT} bytes and {MAX_REGION_POSITIONS} positions, this needs {shared} and {r}",
             g.region
         );
     }
@@ -174,11 +170,8 @@ fn padded_head_dim(g: &Geometry) -> Result<usize> {
     }
 }
 
-fn view<'a, T: CudaDType>((storage, layout): Input<'a>) -> Result<CudaView<'a, T>> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(storage.as_cuda_slice::<T>()?.slice(start..end)),
-        None => candle_core::bail!("blocked attention needs contiguous inputs"),
-    }
+fn view<'a, T: CudaDType>(input: Input<'a>) -> Result<CudaView<'a, T>> {
+    crate::ops::cuda_launch::view(input, "blocked attention")
 }
 
 fn style_patches(g: &Geometry, r: usize) -> Result<StylePatches> {
@@ -187,15 +180,6 @@ fn style_patches(g: &Geometry, r: usize) -> Result<StylePatches> {
 
 fn query_map(g: &Geometry) -> Result<QueryMap> {
     Ok(QueryMap { height: dim(g.height)?, width: dim(g.width)?, region: dim(g.region)? })
-}
-
-fn blocks(items: usize, per_block: u32) -> Result<u32> {
-    dim(items.div_ceil(per_block as usize))
-}
-
-/// A size as the kernels' `uint32_t`; the kernels index with 64 bits wherever products can overflow.
-fn dim(x: usize) -> Result<u32> {
-    u32::try_from(x).map_err(|_| candle_core::Error::Msg(format!("{x} exceeds the kernels' 32-bit sizes")))
 }
 
 /// `check-kernels`: runs `op`'s CPU reference on copies of the inputs and fails the call unless the
@@ -207,25 +191,8 @@ pub(super) fn check_against_reference(
     [a, b, c]: [Input; 3],
 ) -> Result<()> {
     let (a_cpu, b_cpu, c_cpu) = (a.0.to_cpu_storage()?, b.0.to_cpu_storage()?, c.0.to_cpu_storage()?);
-    let (want, shape) = op.cpu_fwd(&a_cpu, a.1, &b_cpu, b.1, &c_cpu, c.1)?;
-    let got = out.to_cpu_storage()?;
-    let whole = Layout::contiguous(shape);
-    let (got, want) = (super::f32_values(&got, &whole)?, super::f32_values(&want, &whole)?);
-    let (mut diff, mut norm) = (0f64, 0f64);
-    for (g, w) in got.iter().zip(want.iter()) {
-        diff += (f64::from(*g) - f64::from(*w)).powi(2);
-        norm += f64::from(*w).powi(2);
-    }
-    let err = (diff / norm.max(f64::MIN_POSITIVE)).sqrt();
+    let want = op.cpu_fwd(&a_cpu, a.1, &b_cpu, b.1, &c_cpu, c.1)?;
     let tolerance =
         if out.dtype() == DType::F32 { super::CHECK_TOLERANCE_F32 } else { super::CHECK_TOLERANCE_HALF };
-    if err <= tolerance {
-        Ok(())
-    } else {
-        candle_core::bail!(
-            "check-kernels: {} on CUDA ({:?}) differs from the CPU reference: relative L2 {err:.3e} > {tolerance:e}",
-            op.name(),
-            out.dtype()
-        )
-    }
+    crate::ops::cuda_launch::check_close(op.name(), out, want, tolerance)
 }

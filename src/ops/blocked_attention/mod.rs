@@ -27,10 +27,10 @@ mod cpu;
 mod cuda;
 mod grad;
 
-use std::borrow::Cow;
-
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+
+use super::storage::storage_as;
 
 /// Heads of every A2K attention in StyA2K.
 pub const HEADS: usize = 8;
@@ -197,26 +197,9 @@ impl Geometry {
     }
 }
 
-/// A contiguous input's values as f32: borrowed for f32, widened for f16/bf16.
-fn f32_values<'a>(s: &'a CpuStorage, l: &Layout) -> Result<Cow<'a, [f32]>> {
-    let (start, end) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("blocked attention needs contiguous inputs".into()))?;
-    Ok(match s {
-        CpuStorage::F32(v) => Cow::Borrowed(&v[start..end]),
-        CpuStorage::F16(v) => Cow::Owned(v[start..end].iter().map(|x| x.to_f32()).collect()),
-        CpuStorage::BF16(v) => Cow::Owned(v[start..end].iter().map(|x| x.to_f32()).collect()),
-        other => candle_core::bail!("blocked attention runs in f32, f16 or bf16, got {:?}", other.dtype()),
-    })
-}
-
-/// f32 results in the storage type `dtype`, rounded once.
-fn storage_as(values: Vec<f32>, dtype: DType) -> CpuStorage {
-    match dtype {
-        DType::F16 => CpuStorage::F16(values.into_iter().map(half::f16::from_f32).collect()),
-        DType::BF16 => CpuStorage::BF16(values.into_iter().map(half::bf16::from_f32).collect()),
-        _ => CpuStorage::F32(values),
-    }
+/// A contiguous input's values as f32.
+fn values<'a>(s: &'a CpuStorage, l: &Layout) -> Result<std::borrow::Cow<'a, [f32]>> {
+    super::storage::f32_values(s, l, "blocked attention")
 }
 
 struct DistributedAttention {
@@ -255,7 +238,7 @@ impl CustomOp3 for DistributedAttention {
         lv: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::new(lq, lv, self.region);
-        let out = cpu::distributed(&g, &f32_values(q, lq)?, &f32_values(k_bar, lk)?, &f32_values(v_bar, lv)?);
+        let out = cpu::distributed(&g, &values(q, lq)?, &values(k_bar, lk)?, &values(v_bar, lv)?);
         Ok((storage_as(out, q.dtype()), g.out_shape()))
     }
 
@@ -308,7 +291,7 @@ impl CustomOp3 for ProgressiveAttention {
         lv: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::new(lq, lv, self.region);
-        let out = cpu::progressive(&g, &f32_values(q, lq)?, &f32_values(k, lk)?, &f32_values(v, lv)?);
+        let out = cpu::progressive(&g, &values(q, lq)?, &values(k, lk)?, &values(v, lv)?);
         Ok((storage_as(out, q.dtype()), g.out_shape()))
     }
 

@@ -5,6 +5,8 @@ use candle_core::cuda_backend::{CudaDType, WrapErr};
 use candle_core::{CudaStorage, DType, Layout, Result};
 use half::{bf16, f16};
 
+use crate::ops::cuda_launch::Input;
+
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/convert.ptx"));
 const MODULE: &str = "stylestream_convert";
 const THREADS: u32 = 256;
@@ -21,8 +23,6 @@ struct Geometry {
 
 // SAFETY: a plain `#[repr(C)]` struct of `u32`, laid out as its C declaration.
 unsafe impl DeviceRepr for Geometry {}
-
-type Input<'a> = (&'a CudaStorage, &'a Layout);
 
 /// u8 `[H, W, 3]` -> `[3, H', W']` of `dtype`.
 pub(super) fn to_planar(g: &super::FrameGeometry, dtype: DType, frame: Input) -> Result<CudaStorage> {
@@ -82,11 +82,8 @@ fn to_rgb8_as<T: CudaDType + DeviceRepr>(
     Ok(u8::wrap_cuda_slice(out, dev.clone()))
 }
 
-fn view<'a, T: CudaDType>((storage, layout): Input<'a>) -> Result<CudaView<'a, T>> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(storage.as_cuda_slice::<T>()?.slice(start..end)),
-        None => candle_core::bail!("frame conversion needs contiguous inputs"),
-    }
+fn view<'a, T: CudaDType>(input: Input<'a>) -> Result<CudaView<'a, T>> {
+    crate::ops::cuda_launch::view(input, "frame conversion")
 }
 
 fn geometry(g: &super::FrameGeometry) -> Result<Geometry> {
