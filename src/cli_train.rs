@@ -166,6 +166,14 @@ pub struct TrainArgs {
     /// Weight of the A2K feature loss (StyA2K).
     #[arg(long, default_value_t = 1.25)]
     pub lambda_a2k: f64,
+    /// Weight of the pixel range penalty (StyA2K): squared distance of output values outside [0, 1].
+    /// Not in the official objective (0 restores it); keeps random-encoder training from drifting to
+    /// negative, all-black outputs.
+    #[arg(long, default_value_t = 10.0)]
+    pub lambda_range: f64,
+    /// Weight of the RGB mean/std loss against the style (StyA2K); not in the official objective.
+    #[arg(long, default_value_t = 0.0)]
+    pub lambda_colour: f64,
     /// Seeds the initial weights, data order, crops and flips.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -200,7 +208,12 @@ pub fn train(args: TrainArgs) -> Result<()> {
             )
         }
         TrainedModel::Stya2k => {
-            ModelSettings::Stya2k(Weights { global: args.lambda_global, a2k: args.lambda_a2k })
+            ModelSettings::Stya2k(Weights {
+                global: args.lambda_global,
+                a2k: args.lambda_a2k,
+                range: args.lambda_range,
+                colour: args.lambda_colour,
+            })
         }
         TrainedModel::Neat => ModelSettings::Neat(args.neat.settings()),
     };

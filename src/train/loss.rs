@@ -80,27 +80,103 @@ pub fn a2k_feature_loss(fo: &[Tensor], targets: &[Tensor]) -> Result<Tensor> {
     Ok(total)
 }
 
-/// The weights of the two terms (train_A2K.sh: 10 and 1.25).
+/// `L_range = mean(relu(-O)^2 + relu(O - 1)^2)` over the output's pixels `[B, 3, H, W]` (RGB, 1 =
+/// full scale); a scalar, 0 while every value is displayable. Inference clamps to [0, 1], and with a
+/// random encoder nothing else holds the decoder there: zero-mean random filters see an image and its
+/// negative alike, so unpenalised training can drift to negative (all-black once clamped) outputs.
+pub fn range_loss(output: &Tensor) -> Result<Tensor> {
+    let below = output.neg()?.relu()?.sqr()?;
+    let above = (output - 1.0)?.relu()?.sqr()?;
+    (below + above)?.mean_all()
+}
+
+/// `L_colour = MSE(mu(O), mu(S)) + MSE(sigma(O), sigma(S))` of the RGB channels of the output and the
+/// style (`[B, 3, H, W]`, statistics per sample and channel as in `global_stats_loss`); a scalar. The
+/// pixel-space level of the global loss: a random encoder's colour mixing carries colour only weakly.
+pub fn colour_loss(output: &Tensor, style: &Tensor) -> Result<Tensor> {
+    let ((mo, so), (ms, ss)) = (mean_std(output)?, mean_std(style)?);
+    mse(&mo, &ms)? + mse(&so, &ss)?
+}
+
+/// The weights of the terms: the official two (train_A2K.sh: 10 and 1.25) and our two pixel terms for
+/// random encoders (0 reproduces the official objective). Checkpoints written before the pixel terms
+/// existed read them as 0.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct Weights {
     pub global: f64,
     pub a2k: f64,
+    #[serde(default)]
+    pub range: f64,
+    #[serde(default)]
+    pub colour: f64,
 }
 
 /// One evaluation of the objective.
 pub struct Objective {
-    /// `global * L_global + a2k * L_A2K`, the scalar to differentiate.
+    /// `global * L_global + a2k * L_A2K + range * L_range + colour * L_colour`, the scalar to
+    /// differentiate.
     pub total: Tensor,
     pub global: f32,
     pub a2k: f32,
+    pub range: f32,
+    pub colour: f32,
 }
 
 impl Objective {
-    /// The weighted objective from the output's taps `fo` and the style taps and A2K targets.
-    pub fn new(fo: &[Tensor], fs: &[Tensor], targets: &[Tensor], w: Weights) -> Result<Self> {
+    /// The weighted objective from the output `[B, 3, H, W]` and its taps `fo`, the style pixels
+    /// `[B, 3, H, W]` and taps `fs`, and the A2K targets.
+    pub fn new(
+        output: &Tensor,
+        fo: &[Tensor],
+        style: &Tensor,
+        fs: &[Tensor],
+        targets: &[Tensor],
+        w: Weights,
+    ) -> Result<Self> {
         let global = global_stats_loss(fo, fs)?;
         let a2k = a2k_feature_loss(fo, targets)?;
+        let range = range_loss(output)?;
+        let colour = colour_loss(output, style)?;
         let total = ((&global * w.global)? + (&a2k * w.a2k)?)?;
-        Ok(Self { total, global: global.to_scalar()?, a2k: a2k.to_scalar()? })
+        let total = ((total + (&range * w.range)?)? + (&colour * w.colour)?)?;
+        Ok(Self {
+            total,
+            global: global.to_scalar()?,
+            a2k: a2k.to_scalar()?,
+            range: range.to_scalar()?,
+            colour: colour.to_scalar()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn range_loss_is_zero_inside_and_quadratic_outside() -> Result<()> {
+        let dev = Device::Cpu;
+        let inside = Tensor::new(&[0.0f32, 0.25, 1.0, 0.5], &dev)?.reshape((1, 1, 2, 2))?;
+        assert_eq!(range_loss(&inside)?.to_scalar::<f32>()?, 0.0);
+        // (0.5^2 + 0 + 0.25^2 + 0) / 4
+        let outside = Tensor::new(&[-0.5f32, 0.5, 1.25, 1.0], &dev)?.reshape((1, 1, 2, 2))?;
+        let want = (0.25 + 0.0625) / 4.0;
+        assert!((range_loss(&outside)?.to_scalar::<f32>()? - want).abs() < 1e-7);
+        Ok(())
+    }
+
+    #[test]
+    fn colour_loss_compares_channel_statistics_not_layout() -> Result<()> {
+        let dev = Device::Cpu;
+        let a = Tensor::new(&[0.1f32, 0.9, 0.3, 0.7, 0.2, 0.4, 0.6, 0.8], &dev)?.reshape((1, 2, 2, 2))?;
+        // The same values per channel, shuffled in space: identical statistics.
+        let b = Tensor::new(&[0.7f32, 0.3, 0.9, 0.1, 0.8, 0.6, 0.4, 0.2], &dev)?.reshape((1, 2, 2, 2))?;
+        assert!(colour_loss(&a, &b)?.to_scalar::<f32>()?.abs() < 1e-12);
+        // Shifting one channel by 0.2 moves its mean only: (0.2^2 + 0) / 2 over the mean MSE.
+        let shifted = Tensor::cat(&[(a.narrow(1, 0, 1)? + 0.2)?, a.narrow(1, 1, 1)?], 1)?;
+        let got = colour_loss(&shifted, &a)?.to_scalar::<f32>()?;
+        assert!((got - 0.02).abs() < 1e-6, "{got}");
+        Ok(())
     }
 }

@@ -1,5 +1,5 @@
 //! StyA2K under training: the relu3_1 A2K, the Transform and the decoder trained with the official
-//! objective (`loss`), one Adam over all of them.
+//! objective (`loss`) plus, for random encoders, the pixel range and colour terms; one Adam over all.
 use std::collections::HashMap;
 
 use candle_core::{Device, Result, Tensor};
@@ -47,7 +47,7 @@ fn forward(model: &StyA2K, batch: &Batch, weights: Weights) -> Result<(Objective
     let targets = loss::a2k_targets(&fc, &fs)?;
     let output = model.forward_pairs(&fc, &fs)?;
     let fo = vgg.forward(&output)?;
-    Ok((Objective::new(&fo, &fs, &targets, weights)?, output.detach()))
+    Ok((Objective::new(&output, &fo, &batch.style, &fs, &targets, weights)?, output.detach()))
 }
 
 impl Trainee for Stya2kTrainee {
@@ -60,7 +60,7 @@ impl Trainee for Stya2kTrainee {
     }
 
     fn terms(&self) -> Vec<&'static str> {
-        vec!["global", "a2k"]
+        vec!["global", "a2k", "range", "colour"]
     }
 
     fn step(&mut self, batch: &Batch, _step: u64, lr: f64) -> Result<Outcome> {
@@ -68,7 +68,7 @@ impl Trainee for Stya2kTrainee {
         self.adam.step(&objective.total.backward()?, lr)?;
         Ok(Outcome {
             total: objective.total.to_scalar()?,
-            terms: vec![objective.global, objective.a2k],
+            terms: vec![objective.global, objective.a2k, objective.range, objective.colour],
             output,
         })
     }
