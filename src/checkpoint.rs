@@ -304,7 +304,8 @@ pub fn load_neat_as(source: &WeightSource, device: &Device, dtype: DType) -> Res
     }
 }
 
-/// Builds NeAT from a bundle's tensors and its `stylestream.config`, strictly.
+/// Builds NeAT from a bundle's (or a training checkpoint's) tensors and its `stylestream.config`,
+/// strictly.
 fn build_neat(
     info: &BundleInfo,
     tensors: HashMap<String, Tensor>,
@@ -318,6 +319,7 @@ fn build_neat(
         .prior
         .check()
         .map_err(|e| CheckpointError::Config { path: path.to_path_buf(), message: e.to_string() })?;
+    let tensors = inference_tensors(info, tensors)?;
     build_strict(tensors, device, dtype, |_| path.to_path_buf(), "NeAT", |vb| Neat::new(config, vb))
 }
 

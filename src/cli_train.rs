@@ -174,6 +174,10 @@ pub struct TrainArgs {
     /// Weight of the RGB mean/std loss against the style (StyA2K); not in the official objective.
     #[arg(long, default_value_t = 0.0)]
     pub lambda_colour: f64,
+    /// Weight of the pixel identity loss (StyA2K): the content stylised with itself must come back
+    /// unchanged; one more generator pass per step. Not in the official objective.
+    #[arg(long, default_value_t = 0.0)]
+    pub lambda_reconstruct: f64,
     /// Seeds the initial weights, data order, crops and flips.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -207,14 +211,13 @@ pub fn train(args: TrainArgs) -> Result<()> {
                 "the NeAT objective flags (--lambda-style, --tau, --loss-off, ...) need --model neat"
             )
         }
-        TrainedModel::Stya2k => {
-            ModelSettings::Stya2k(Weights {
-                global: args.lambda_global,
-                a2k: args.lambda_a2k,
-                range: args.lambda_range,
-                colour: args.lambda_colour,
-            })
-        }
+        TrainedModel::Stya2k => ModelSettings::Stya2k(Weights {
+            global: args.lambda_global,
+            a2k: args.lambda_a2k,
+            range: args.lambda_range,
+            colour: args.lambda_colour,
+            identity: args.lambda_reconstruct,
+        }),
         TrainedModel::Neat => ModelSettings::Neat(args.neat.settings()),
     };
     let absolute = |p: &PathBuf| std::fs::canonicalize(p).with_context(|| format!("{}", p.display()));

@@ -11,7 +11,9 @@ use crate::image_io;
 use crate::models::Network;
 use crate::video::shard::Shard;
 use crate::video::stylizer::ModelChoice;
-use crate::video::{self, batch, file, live, manifest, Identity, NeatStylizer, OnDevice, StyA2kStylizer, Stylizer};
+use crate::video::{
+    self, batch, file, live, manifest, Identity, NeatStylizer, OnDevice, StyA2kStylizer, Stylizer,
+};
 
 /// The model and its style, shared by `video` and `stream`.
 #[derive(Debug, clap::Args)]

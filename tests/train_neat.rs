@@ -281,6 +281,10 @@ fn a_short_run_lowers_the_objective_resumes_exactly_and_exports_a_bundle() {
     for part in ["optim.heads.style.", "optim.critics.patch_complex.", "optim.adam.d.m.", "optim.adam.g.v."] {
         assert!(checkpoint_tensors.keys().any(|k| k.starts_with(part)), "checkpoint lacks {part}*");
     }
+    // The training checkpoint loads as a model too, its `optim.` part left out (as StyA2K's do).
+    let step_12 = checkpoint::WeightSource::Bundle(dir.path().join("out/step-00000012.safetensors"));
+    let loaded = checkpoint::load(&step_12, &Device::Cpu).unwrap();
+    assert!(matches!(loaded, stylestream::models::Network::Neat(_)));
     let out = dir.path().join("styled.png");
     let p = |p: &Path| p.display().to_string();
     let styled = run(&[

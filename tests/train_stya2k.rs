@@ -11,7 +11,9 @@ use common::train::{check_directional, images, losses, picture, run};
 use stylestream::checkpoint::{self, formula};
 use stylestream::models::vgg::Vgg;
 use stylestream::ops::blocked_attention::{block, distributed_attention, progressive_attention};
-use stylestream::train::loss::{a2k_feature_loss, a2k_targets, global_stats_loss};
+use stylestream::train::loss::{
+    a2k_feature_loss, a2k_targets, colour_loss, global_stats_loss, identity_loss, range_loss,
+};
 
 /// The loss terms as functions of the output image, in f64 so the finite differences are exact enough
 /// (the A2K targets, which carry no gradient, are made in f32 by the attention ops and upcast).
@@ -30,6 +32,13 @@ fn loss_gradients_match_finite_differences() {
     let a2k = |x: &Tensor| a2k_feature_loss(&vgg64.forward(x).unwrap(), &targets).unwrap();
     check_directional("L_global", &output, &global, 1e-6, 1e-3);
     check_directional("L_A2K", &output, &a2k, 1e-6, 1e-3);
+
+    // The pixel terms; the range penalty on values stretched to [-0.3, 1.3] so it is not zero.
+    let (style64, content64) = (style.to_dtype(DType::F64).unwrap(), content.to_dtype(DType::F64).unwrap());
+    let stretched = output.affine(1.6, -0.3).unwrap();
+    check_directional("L_range", &stretched, &|x: &Tensor| range_loss(x).unwrap(), 1e-6, 1e-3);
+    check_directional("L_colour", &output, &|x: &Tensor| colour_loss(x, &style64).unwrap(), 1e-6, 1e-3);
+    check_directional("L_identity", &output, &|x: &Tensor| identity_loss(x, &content64).unwrap(), 1e-6, 1e-3);
 }
 
 #[test]

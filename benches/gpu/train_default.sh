@@ -17,8 +17,10 @@ mkdir -p "$run"
 [ -d .train-default ] && cp -n .train-default/* "$run/" 2>/dev/null || true
 resume=()
 ls "$run"/step-*.safetensors >/dev/null 2>&1 && resume=(--resume)
-# 256 crops of 512 loads, batch 8: the official recipe; lr 2e-4 and its step decay over STEPS.
+# 256 crops of 512 loads, batch 8: the official recipe; lr 2e-4 and its step decay over STEPS; the pixel
+# terms of the CPU-trained default (range 10, colour 100, reconstruction 100), which a random encoder needs.
 "$bin" train --device cuda --content .dataset/train/content --style .dataset/train/style -o "$run" \
   --encoder random:20261206 --seed 20261206 --steps "$steps" --batch 8 --load-size 512 --crop 256 \
-  --lr 2e-4 --checkpoint-every 1000 --keep 2 --sample-every 1000 "${resume[@]}" --overwrite
+  --lr 2e-4 --lambda-range 10 --lambda-colour 100 --lambda-reconstruct 100 \
+  --checkpoint-every 1000 --keep 2 --sample-every 1000 "${resume[@]}" --overwrite
 ls -l "$run"

@@ -1,6 +1,7 @@
 //! `stylestream stream --pipeline NAME` for descriptions that use the element itself (the
 //! `*-element` pipelines): no appsink/appsrc and no stage threads; the model runs in the element on
 //! GStreamer's streaming thread, behind a leaky queue so a live source never waits for it.
+use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,7 +12,7 @@ use gstreamer::prelude::*;
 
 use super::{Stylestream, MONITOR_MESSAGE};
 use crate::video::live::{LiveOptions, LiveStats};
-use crate::video::pipeline::{element_error, startup_error};
+use crate::video::pipeline::{drive_live, startup_error, LiveHooks};
 use crate::video::{Stylizer, VideoError};
 
 /// Frames between two monitor messages: about one a second at 30 fps, the CLI's stats-line pace.
@@ -112,7 +113,7 @@ pub fn run(
 
     pipeline.set_state(gst::State::Playing).map_err(|_| startup_error(pipeline))?;
     let started = Instant::now();
-    let mut e_warp = None;
+    let e_warp = Cell::new(None);
     let snapshot = |e_warp: Option<(f64, f64)>| {
         let frames_in = counters.frames_in.load(Ordering::Relaxed);
         let frames_out = counters.frames_out.load(Ordering::Relaxed);
@@ -129,47 +130,27 @@ pub fn run(
         }
     };
     let mut style_file = opts.watch_style.clone().map(StyleFile::new);
-    let bus = pipeline.bus().expect("a pipeline has a bus");
-    let mut last_report = Instant::now();
-    let mut ending_since: Option<Instant> = None;
-    let outcome = loop {
-        if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) {
-            match msg.view() {
-                gst::MessageView::Eos(_) => break Ok(()),
-                gst::MessageView::Error(err) => break Err(element_error(&msg, err)),
-                gst::MessageView::Element(m) => {
-                    if let Some(s) = m.structure().filter(|s| s.name() == MONITOR_MESSAGE) {
-                        if let (Ok(styled), Ok(source)) =
-                            (s.get::<f64>("e-warp"), s.get::<f64>("e-warp-source"))
-                        {
-                            e_warp = Some((styled, source));
-                        }
-                    }
+    let hooks = LiveHooks {
+        message: |msg: &gst::Message| {
+            let gst::MessageView::Element(m) = msg.view() else { return };
+            if let Some(s) = m.structure().filter(|s| s.name() == MONITOR_MESSAGE) {
+                if let (Ok(styled), Ok(source)) = (s.get::<f64>("e-warp"), s.get::<f64>("e-warp-source")) {
+                    e_warp.set(Some((styled, source)));
                 }
-                _ => {}
             }
-        }
-        if style_file.as_mut().is_some_and(StyleFile::changed) {
-            // Setting `style` again makes the element re-read the file before its next frame.
-            element.set_property("style", opts.watch_style.as_ref().map(|p| p.display().to_string()));
-        }
-        if last_report.elapsed() >= Duration::from_secs(1) {
-            report(&snapshot(e_warp));
-            last_report = Instant::now();
-        }
-        let timed_out = opts.duration.is_some_and(|d| started.elapsed() >= d);
-        if interrupt.load(Ordering::Relaxed) || timed_out {
-            // End-of-stream into the source so every sink (a muxer too) finishes; abandoned after 5 s.
-            let since = *ending_since.get_or_insert_with(|| {
-                pipeline.send_event(gst::event::Eos::new());
-                Instant::now()
-            });
-            if since.elapsed() > Duration::from_secs(5) {
-                break Ok(());
+        },
+        stop_now: || {
+            if style_file.as_mut().is_some_and(StyleFile::changed) {
+                // Setting `style` again makes the element re-read the file before its next frame.
+                element.set_property("style", opts.watch_style.as_ref().map(|p| p.display().to_string()));
             }
-        }
+            false
+        },
+        report: || report(&snapshot(e_warp.get())),
+        ending: || {},
     };
-    let stats = snapshot(e_warp);
+    let outcome = drive_live(pipeline, opts.duration.map(|d| started + d), interrupt, hooks);
+    let stats = snapshot(e_warp.get());
     let _ = pipeline.set_state(gst::State::Null);
     outcome.map(|()| stats)
 }

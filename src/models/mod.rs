@@ -31,7 +31,9 @@ impl Network {
             }
             Network::Neat(model) => {
                 let features = model.encode_style(&style.to_dtype(dtype)?)?;
-                model.stylize(&content.to_dtype(dtype)?, &features, controls)?.to_dtype(candle_core::DType::F32)
+                model
+                    .stylize(&content.to_dtype(dtype)?, &features, controls)?
+                    .to_dtype(candle_core::DType::F32)
             }
         }
     }

@@ -98,9 +98,16 @@ pub fn colour_loss(output: &Tensor, style: &Tensor) -> Result<Tensor> {
     mse(&mo, &ms)? + mse(&so, &ss)?
 }
 
-/// The weights of the terms: the official two (train_A2K.sh: 10 and 1.25) and our two pixel terms for
-/// random encoders (0 reproduces the official objective). Checkpoints written before the pixel terms
-/// existed read them as 0.
+/// `L_identity = MSE(G(c, c), c)`: the content stylised with itself as the style must come back
+/// unchanged (`[B, 3, H, W]` pixels; SANet's identity loss, pixel part). A direct reconstruction signal
+/// that teaches the decoder to invert the encoder far sooner than the feature losses alone.
+pub fn identity_loss(identity: &Tensor, content: &Tensor) -> Result<Tensor> {
+    mse(identity, content)
+}
+
+/// The weights of the terms: the official two (train_A2K.sh: 10 and 1.25) and our three pixel terms
+/// for random encoders (0 reproduces the official objective). Checkpoints written before the pixel
+/// terms existed read them as 0.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct Weights {
     pub global: f64,
@@ -109,42 +116,53 @@ pub struct Weights {
     pub range: f64,
     #[serde(default)]
     pub colour: f64,
+    #[serde(default)]
+    pub identity: f64,
 }
 
 /// One evaluation of the objective.
 pub struct Objective {
-    /// `global * L_global + a2k * L_A2K + range * L_range + colour * L_colour`, the scalar to
-    /// differentiate.
+    /// `global * L_global + a2k * L_A2K + range * L_range + colour * L_colour + identity *
+    /// L_identity`, the scalar to differentiate.
     pub total: Tensor,
     pub global: f32,
     pub a2k: f32,
     pub range: f32,
     pub colour: f32,
+    /// 0 when its weight is 0 (the identity pass is skipped).
+    pub identity: f32,
 }
 
 impl Objective {
     /// The weighted objective from the output `[B, 3, H, W]` and its taps `fo`, the style pixels
-    /// `[B, 3, H, W]` and taps `fs`, and the A2K targets.
+    /// `[B, 3, H, W]` and taps `fs`, the A2K targets, and `L_identity` when its weight is not 0.
     pub fn new(
         output: &Tensor,
         fo: &[Tensor],
         style: &Tensor,
         fs: &[Tensor],
         targets: &[Tensor],
+        identity: Option<Tensor>,
         w: Weights,
     ) -> Result<Self> {
         let global = global_stats_loss(fo, fs)?;
         let a2k = a2k_feature_loss(fo, targets)?;
         let range = range_loss(output)?;
         let colour = colour_loss(output, style)?;
-        let total = ((&global * w.global)? + (&a2k * w.a2k)?)?;
-        let total = ((total + (&range * w.range)?)? + (&colour * w.colour)?)?;
+        let mut total = ((&global * w.global)? + (&a2k * w.a2k)?)?;
+        total = ((total + (&range * w.range)?)? + (&colour * w.colour)?)?;
+        let mut identity_value = 0.0;
+        if let Some(identity) = identity {
+            total = (total + (&identity * w.identity)?)?;
+            identity_value = identity.to_scalar()?;
+        }
         Ok(Self {
             total,
             global: global.to_scalar()?,
             a2k: a2k.to_scalar()?,
             range: range.to_scalar()?,
             colour: colour.to_scalar()?,
+            identity: identity_value,
         })
     }
 }

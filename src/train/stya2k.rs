@@ -1,5 +1,6 @@
 //! StyA2K under training: the relu3_1 A2K, the Transform and the decoder trained with the official
-//! objective (`loss`) plus, for random encoders, the pixel range and colour terms; one Adam over all.
+//! objective (`loss`) plus, for random encoders, the pixel range, colour and identity terms; one Adam
+//! over all of them.
 use std::collections::HashMap;
 
 use candle_core::{Device, Result, Tensor};
@@ -47,7 +48,13 @@ fn forward(model: &StyA2K, batch: &Batch, weights: Weights) -> Result<(Objective
     let targets = loss::a2k_targets(&fc, &fs)?;
     let output = model.forward_pairs(&fc, &fs)?;
     let fo = vgg.forward(&output)?;
-    Ok((Objective::new(&output, &fo, &batch.style, &fs, &targets, weights)?, output.detach()))
+    let identity = if weights.identity != 0.0 {
+        Some(loss::identity_loss(&model.forward_pairs(&fc, &fc)?, &batch.content)?)
+    } else {
+        None
+    };
+    let objective = Objective::new(&output, &fo, &batch.style, &fs, &targets, identity, weights)?;
+    Ok((objective, output.detach()))
 }
 
 impl Trainee for Stya2kTrainee {
@@ -60,7 +67,7 @@ impl Trainee for Stya2kTrainee {
     }
 
     fn terms(&self) -> Vec<&'static str> {
-        vec!["global", "a2k", "range", "colour"]
+        vec!["global", "a2k", "range", "colour", "identity"]
     }
 
     fn step(&mut self, batch: &Batch, _step: u64, lr: f64) -> Result<Outcome> {
@@ -68,7 +75,13 @@ impl Trainee for Stya2kTrainee {
         self.adam.step(&objective.total.backward()?, lr)?;
         Ok(Outcome {
             total: objective.total.to_scalar()?,
-            terms: vec![objective.global, objective.a2k, objective.range, objective.colour],
+            terms: vec![
+                objective.global,
+                objective.a2k,
+                objective.range,
+                objective.colour,
+                objective.identity,
+            ],
             output,
         })
     }

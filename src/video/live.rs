@@ -13,7 +13,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use super::consistency::{reading, Consistency, ConsistencyOptions};
-use super::pipeline::{app_element, element_error, fill, launch, require, startup_error, template};
+use super::pipeline::{app_element, drive_live, fill, launch, require, startup_error, template, LiveHooks};
 use super::stages::{puller, Stages, Stats};
 use super::{Frame, Stylizer, VideoError};
 
@@ -347,38 +347,13 @@ fn drive(
             e_warp: reading(&monitor).and_then(|r| r.rolling_e_warp_stylised.zip(r.rolling_e_warp_source)),
         }
     };
-    let bus = pipeline.bus().expect("a pipeline has a bus");
-    let mut last_report = Instant::now();
-    let mut ending_since: Option<Instant> = None;
-    let outcome = loop {
-        if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) {
-            match msg.view() {
-                gst::MessageView::Eos(_) => break Ok(()),
-                gst::MessageView::Error(err) => break Err(element_error(&msg, err)),
-                _ => {}
-            }
-        }
-        if last_report.elapsed() >= Duration::from_secs(1) {
-            report(&snapshot());
-            last_report = Instant::now();
-        }
-        let timed_out = opts.duration.is_some_and(|d| started.elapsed() >= d);
-        if stages.failed() {
-            break Ok(());
-        }
-        if interrupt.load(Ordering::Relaxed) || timed_out {
-            stop.store(true, Ordering::Relaxed);
-            // End-of-stream into the sources (the live source and our appsrc), so every sink, the file
-            // muxer included, finishes; a sink that does not within 5 s is abandoned.
-            let since = *ending_since.get_or_insert_with(|| {
-                pipeline.send_event(gst::event::Eos::new());
-                Instant::now()
-            });
-            if since.elapsed() > Duration::from_secs(5) {
-                break Ok(());
-            }
-        }
+    let hooks = LiveHooks {
+        message: |_: &gst::Message| {},
+        stop_now: || stages.failed(),
+        report: || report(&snapshot()),
+        ending: || stop.store(true, Ordering::Relaxed),
     };
+    let outcome = drive_live(pipeline, opts.duration.map(|d| started + d), interrupt, hooks);
     stop.store(true, Ordering::Relaxed);
     let stats_now = snapshot();
     let _ = pipeline.set_state(gst::State::Null);

@@ -1,5 +1,8 @@
 //! Pipeline descriptions: the named templates in `pipelines/` (embedded in the binary), placeholder
 //! filling, and parsing with missing elements reported by name and Debian package.
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
@@ -152,6 +155,63 @@ pub fn startup_error(pipeline: &gst::Pipeline) -> VideoError {
         }
     }
     VideoError::Pipeline("the pipeline refused to start".into())
+}
+
+/// What a live run does on its bus besides ending: `message` sees every message but end-of-stream and
+/// errors, `stop_now` is asked every turn (at most 100 ms apart; `true` ends the run at once), `report`
+/// runs once a second, and `ending` once when an interrupt or the time limit starts the ending.
+pub struct LiveHooks<M, S, R, E> {
+    pub message: M,
+    pub stop_now: S,
+    pub report: R,
+    pub ending: E,
+}
+
+/// Drives a playing live pipeline until end-of-stream, an error, `stop_now`, or the ending that
+/// `interrupt` or `limit` (the instant the time is up) starts: end-of-stream is sent into the sources so
+/// every sink, a file muxer included, finishes, and a sink that has not within 5 s is abandoned.
+pub fn drive_live<M, S, R, E>(
+    pipeline: &gst::Pipeline,
+    limit: Option<Instant>,
+    interrupt: &AtomicBool,
+    mut hooks: LiveHooks<M, S, R, E>,
+) -> Result<(), VideoError>
+where
+    M: FnMut(&gst::Message),
+    S: FnMut() -> bool,
+    R: FnMut(),
+    E: FnMut(),
+{
+    let bus = pipeline.bus().expect("a pipeline has a bus");
+    let mut last_report = Instant::now();
+    let mut ending_since: Option<Instant> = None;
+    loop {
+        if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) {
+            match msg.view() {
+                gst::MessageView::Eos(_) => return Ok(()),
+                gst::MessageView::Error(err) => return Err(element_error(&msg, err)),
+                _ => (hooks.message)(&msg),
+            }
+        }
+        if (hooks.stop_now)() {
+            return Ok(());
+        }
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            (hooks.report)();
+            last_report = Instant::now();
+        }
+        let timed_out = limit.is_some_and(|t| Instant::now() >= t);
+        if interrupt.load(Ordering::Relaxed) || timed_out {
+            let since = *ending_since.get_or_insert_with(|| {
+                (hooks.ending)();
+                pipeline.send_event(gst::event::Eos::new());
+                Instant::now()
+            });
+            if since.elapsed() > Duration::from_secs(5) {
+                return Ok(());
+            }
+        }
+    }
 }
 
 #[cfg(test)]
