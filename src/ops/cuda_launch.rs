@@ -1,6 +1,7 @@
 //! Launch helpers shared by the ops' CUDA sides: typed views of candle's storages, sizes as the
 //! kernels' 32-bit integers, opting a kernel in to more than 48 KB of shared memory, and the
 //! `check-kernels` comparison of a CUDA result with the op's CPU reference.
+#[cfg(feature = "check-kernels")]
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::sys::CUfunction_attribute_enum;
 use candle_core::cuda_backend::cudarc::driver::{CudaFunction, CudaView};

@@ -2,7 +2,7 @@
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{CudaView, DeviceRepr, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::{CudaDType, WrapErr};
-use candle_core::{CudaStorage, DType, Layout, Result};
+use candle_core::{CudaStorage, DType, Result};
 use half::{bf16, f16};
 
 use crate::ops::cuda_launch::Input;
@@ -114,7 +114,7 @@ pub(super) fn check_against_reference(
 ) -> Result<()> {
     let (want, shape) = op.cpu_fwd(&s.to_cpu_storage()?, l)?;
     let got = out.to_cpu_storage()?;
-    let whole = Layout::contiguous(shape);
+    let whole = candle_core::Layout::contiguous(shape);
     let as_f64 = |c: &candle_core::CpuStorage| -> Result<Vec<f64>> {
         let (start, end) = whole.contiguous_offsets().expect("contiguous by construction");
         Ok(match c {
