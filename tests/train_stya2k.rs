@@ -1,5 +1,6 @@
 //! `stylestream train` (issue 5): loss gradients against finite differences, a short CPU run that
-//! lowers the loss and whose checkpoint runs through `image`, kill -9 + `--resume`, and bad folders.
+//! lowers the loss and whose checkpoint runs through `image`, kill -9 + `--resume`, `--init`, and bad
+//! folders.
 mod common;
 
 use std::path::Path;
@@ -209,6 +210,32 @@ fn kill_nine_then_resume_continues_the_run() {
         assert_eq!(a, b);
     }
     assert!(out.join("stya2k.safetensors").exists());
+
+    // --init: a new run starts from the finished run's weights. With a zero learning rate its
+    // export is those weights exactly (a seeded start would differ everywhere).
+    let trained = out.join("stya2k.safetensors");
+    let fine_tune = |out: &str, extra: &[&str]| {
+        let mut args = train_args(dir.path(), out, 1);
+        let lr = args.iter().position(|a| a == "--lr").unwrap();
+        args[lr + 1] = "0".into();
+        args.extend(["--init".to_string(), trained.display().to_string()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        run(&args)
+    };
+    let fine = fine_tune("fine", &[]);
+    assert!(fine.status.success(), "{}", String::from_utf8_lossy(&fine.stderr));
+    let (_, start) = checkpoint::read_bundle(&trained).unwrap();
+    let (_, end) = checkpoint::read_bundle(&dir.path().join("fine/stya2k.safetensors")).unwrap();
+    assert_eq!(start.len(), end.len());
+    for (key, t) in &start {
+        let diff = (t - &end[key]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert_eq!(diff, 0.0, "{key}");
+    }
+    // A bundle trained on another encoder does not fit: refused, naming the file.
+    let other = fine_tune("other", &["--encoder", "random:6"]);
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert!(!other.status.success());
+    assert!(stderr.contains(&trained.display().to_string()) && stderr.contains("encoder"), "{stderr}");
 }
 
 #[test]

@@ -116,6 +116,10 @@ pub struct TrainConfig {
     pub model: ModelSettings,
     /// Seeds the initial weights, the data order, crops and flips.
     pub seed: u64,
+    /// A bundle or checkpoint of the same model and encoder whose weights replace the seeded ones at
+    /// step 0 (fine-tuning; optimizers, heads and discriminators start fresh).
+    #[serde(default)]
+    pub init: Option<PathBuf>,
     pub checkpoint_every: u64,
     /// Checkpoints kept (the newest).
     pub keep: usize,
@@ -133,6 +137,9 @@ impl TrainConfig {
         }
         if load < crop {
             return bad(format!("load size {load} is smaller than the crop {crop}"));
+        }
+        if !(self.schedule.lr.is_finite() && self.schedule.lr >= 0.0) {
+            return bad(format!("learning rate {}: must be finite and >= 0", self.schedule.lr));
         }
         if self.batch == 0 || self.steps == 0 || self.checkpoint_every == 0 || self.sample_every == 0 {
             return bad("batch, steps and the checkpoint/sample intervals must be at least 1".into());
@@ -198,6 +205,9 @@ pub trait Trainee {
     fn checkpoint(&self) -> HashMap<String, Tensor>;
     /// The tensors of the inference bundle.
     fn export(&self) -> HashMap<String, Tensor>;
+    /// Overwrites the network's weights with those of `tensors` (a bundle's inference tensors); the
+    /// training state stays as built.
+    fn initialise(&mut self, tensors: &HashMap<String, Tensor>) -> candle_core::Result<()>;
     /// Restores what [`Trainee::checkpoint`] saved.
     fn restore(&mut self, tensors: &HashMap<String, Tensor>, steps: AdamSteps) -> candle_core::Result<()>;
 }
@@ -237,6 +247,28 @@ fn trainee(
             Box::new(neat::NeatTrainee::new(&vgg, config.seed, settings.clone(), config.schedule.lr, device)?)
         }
     })
+}
+
+/// Loads the weights of bundle `path` into `trainee`, which must be the same model on the same encoder.
+fn initialise(trainee: &mut dyn Trainee, path: &Path, encoder: &str) -> Result<(), TrainError> {
+    let (info, tensors) = crate::checkpoint::read_bundle(path)?;
+    let refuse = |reason: String| Err(TrainError::Resume { path: path.to_path_buf(), reason });
+    if info.model != trainee.model() {
+        return refuse(format!("holds {}, not {} (--init)", info.model, trainee.model()));
+    }
+    if info.encoder != encoder {
+        return refuse(format!("was trained on encoder {}, this run uses {encoder} (--init)", info.encoder));
+    }
+    if info.config != trainee.network_config() {
+        return refuse(format!(
+            "has network configuration {}, this run {} (--init)",
+            info.config,
+            trainee.network_config()
+        ));
+    }
+    trainee
+        .initialise(&tensors)
+        .map_err(|e| TrainError::Resume { path: path.to_path_buf(), reason: e.to_string() })
 }
 
 /// Trains until `config.steps` or until `interrupt` is set (then a checkpoint is saved first).
@@ -293,6 +325,9 @@ pub fn run(
             .map_err(|e| TrainError::Resume { path: r.path.clone(), reason: e.to_string() })?;
         step = r.meta.step;
         eprintln!("resuming from {} (step {step})", r.path.display());
+    } else if let Some(path) = &config.init {
+        initialise(trainee.as_mut(), path, &encoder_text)?;
+        eprintln!("starting from the weights of {}", path.display());
     }
     let terms = trainee.terms();
     let mut log = report::LossLog::open(out, step, &terms)?;

@@ -489,6 +489,10 @@ impl Trainee for NeatTrainee {
         tensors
     }
 
+    fn initialise(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
+        self.generator.load(tensors)
+    }
+
     fn restore(&mut self, tensors: &HashMap<String, Tensor>, steps: AdamSteps) -> Result<()> {
         self.generator.load(tensors)?;
         self.heads.load(tensors)?;

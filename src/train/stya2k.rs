@@ -102,6 +102,10 @@ impl Trainee for Stya2kTrainee {
         tensors
     }
 
+    fn initialise(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
+        self.net.load(tensors)
+    }
+
     fn restore(&mut self, tensors: &HashMap<String, Tensor>, steps: AdamSteps) -> Result<()> {
         self.net.load(tensors)?;
         self.adam.restore(&Self::adam_prefix(), tensors, steps.generator)
