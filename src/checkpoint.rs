@@ -77,12 +77,42 @@ pub enum CheckpointError {
 
 /// Where model weights come from: a bundle file (StyA2K or NeAT, as its metadata says), `formula:SEED`
 /// (StyA2K with the golden tests' deterministic random weights: an untrained network, for tests and
-/// benchmarks) or `formula-neat:SEED` (NeAT with formula weights and the default [`NeatConfig`]).
+/// benchmarks), `formula-neat:SEED` (NeAT with formula weights and the default [`NeatConfig`]), or
+/// `default` / `default-neat`: the models trained by us that ship in `weights/` and are compiled into
+/// the binary, so a fresh install stylises with no download and no flag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WeightSource {
     Bundle(PathBuf),
     Formula(u64),
     NeatFormula(u64),
+    Default(Shipped),
+}
+
+/// The models that ship in `weights/` (`weights/README.md` says how each was trained).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shipped {
+    /// `default`: `weights/stya2k.safetensors`.
+    Stya2k,
+    /// `default-neat`: `weights/neat.safetensors`.
+    Neat,
+}
+
+impl Shipped {
+    /// The name `--model` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Shipped::Stya2k => "default",
+            Shipped::Neat => "default-neat",
+        }
+    }
+
+    /// The bundle's bytes, compiled in.
+    pub fn bundle(self) -> &'static [u8] {
+        match self {
+            Shipped::Stya2k => include_bytes!("../weights/stya2k.safetensors"),
+            Shipped::Neat => include_bytes!("../weights/neat.safetensors"),
+        }
+    }
 }
 
 impl std::fmt::Display for WeightSource {
@@ -91,6 +121,7 @@ impl std::fmt::Display for WeightSource {
             WeightSource::Bundle(path) => write!(f, "{}", path.display()),
             WeightSource::Formula(seed) => write!(f, "formula:{seed}"),
             WeightSource::NeatFormula(seed) => write!(f, "formula-neat:{seed}"),
+            WeightSource::Default(shipped) => f.write_str(shipped.name()),
         }
     }
 }
@@ -105,6 +136,8 @@ impl std::str::FromStr for WeightSource {
             seed("formula:", rest).map(WeightSource::Formula)
         } else if let Some(rest) = s.strip_prefix("formula-neat:") {
             seed("formula-neat:", rest).map(WeightSource::NeatFormula)
+        } else if let Some(shipped) = [Shipped::Stya2k, Shipped::Neat].into_iter().find(|m| m.name() == s) {
+            Ok(WeightSource::Default(shipped))
         } else {
             Ok(WeightSource::Bundle(PathBuf::from(s)))
         }
@@ -195,10 +228,10 @@ pub fn load_as(source: &WeightSource, device: &Device, dtype: DType) -> Result<N
             return load_stya2k_as(source, device, dtype).map(|m| Network::StyA2K(Box::new(m)))
         }
         WeightSource::NeatFormula(_) => return load_neat_as(source, device, dtype).map(Network::Neat),
-        WeightSource::Bundle(path) => path.clone(),
+        WeightSource::Bundle(_) | WeightSource::Default(_) => source.to_string().into(),
     };
     let path = &path;
-    let (info, tensors) = read_bundle(path)?;
+    let (info, tensors) = read_source_bundle(source)?;
     match info.model.as_str() {
         STYA2K => build_strict(
             inference_tensors(&info, tensors)?,
@@ -236,8 +269,9 @@ pub fn load_stya2k_as(
             found: NEAT.into(),
             expected: STYA2K,
         }),
-        WeightSource::Bundle(path) => {
-            let (info, tensors) = read_bundle(path)?;
+        WeightSource::Bundle(_) | WeightSource::Default(_) => {
+            let path = &PathBuf::from(source.to_string());
+            let (info, tensors) = read_source_bundle(source)?;
             if info.model != STYA2K {
                 return Err(CheckpointError::WrongModel {
                     path: path.clone(),
@@ -257,19 +291,34 @@ pub fn load_stya2k_as(
     }
 }
 
-/// The tensors a network is built from: the training state dropped, and a random encoder, which a
-/// bundle records by its seed only, regenerated.
+/// The tensors a network is built from.
+struct NetworkTensors {
+    /// The bundle's, less the training state: every one must be read.
+    held: HashMap<String, Tensor>,
+    /// A random encoder, which a bundle records by its seed only, regenerated (empty when the bundle
+    /// holds its encoder): read where the network asks, since a network may use only the first layers.
+    regenerated: HashMap<String, Tensor>,
+}
+
+impl NetworkTensors {
+    /// Tensors that are all read, nothing regenerated.
+    fn held(held: HashMap<String, Tensor>) -> Self {
+        NetworkTensors { held, regenerated: HashMap::new() }
+    }
+}
+
 fn inference_tensors(
     info: &BundleInfo,
-    mut tensors: HashMap<String, Tensor>,
-) -> Result<HashMap<String, Tensor>, CheckpointError> {
-    tensors.retain(|k, _| !k.starts_with(TRAINING_STATE));
+    mut held: HashMap<String, Tensor>,
+) -> Result<NetworkTensors, CheckpointError> {
+    held.retain(|k, _| !k.starts_with(TRAINING_STATE));
+    let mut regenerated = HashMap::new();
     if let Ok(random @ Encoder::Random(_)) = info.encoder.parse::<Encoder>() {
-        if !tensors.keys().any(|k| k.starts_with("vgg.")) {
-            tensors.extend(random.load()?.1);
+        if !held.keys().any(|k| k.starts_with("vgg.")) {
+            regenerated = random.load()?.1;
         }
     }
-    Ok(tensors)
+    Ok(NetworkTensors { held, regenerated })
 }
 
 /// Loads NeAT from `source` onto `device`.
@@ -290,8 +339,9 @@ pub fn load_neat_as(source: &WeightSource, device: &Device, dtype: DType) -> Res
             found: STYA2K.into(),
             expected: NEAT,
         }),
-        WeightSource::Bundle(path) => {
-            let (info, tensors) = read_bundle(path)?;
+        WeightSource::Bundle(_) | WeightSource::Default(_) => {
+            let path = &PathBuf::from(source.to_string());
+            let (info, tensors) = read_source_bundle(source)?;
             if info.model != NEAT {
                 return Err(CheckpointError::WrongModel {
                     path: path.clone(),
@@ -321,6 +371,16 @@ fn build_neat(
         .map_err(|e| CheckpointError::Config { path: path.to_path_buf(), message: e.to_string() })?;
     let tensors = inference_tensors(info, tensors)?;
     build_strict(tensors, device, dtype, |_| path.to_path_buf(), "NeAT", |vb| Neat::new(config, vb))
+}
+
+/// The bundle of a source that is one: a file, or a shipped model compiled into the binary.
+fn read_source_bundle(
+    source: &WeightSource,
+) -> Result<(BundleInfo, HashMap<String, Tensor>), CheckpointError> {
+    match source {
+        WeightSource::Default(shipped) => parse_bundle(shipped.bundle(), Path::new(shipped.name())),
+        _ => read_bundle(Path::new(&source.to_string())),
+    }
 }
 
 /// Reads a bundle's metadata and tensors (upcast to f32, on the CPU).
@@ -472,7 +532,14 @@ pub fn import_official(paths: &[PathBuf; 4], out: &Path) -> Result<(), Checkpoin
         let ns = name.split('.').next().unwrap_or_default();
         sources.get(ns).cloned().unwrap_or_else(|| PathBuf::from(ns))
     };
-    build_strict(tensors.clone(), &Device::Cpu, DType::F32, source_of, "StyA2K", StyA2K::new)?;
+    build_strict(
+        NetworkTensors::held(tensors.clone()),
+        &Device::Cpu,
+        DType::F32,
+        source_of,
+        "StyA2K",
+        StyA2K::new,
+    )?;
     let encoder = format!("official vgg_normalised ({})", paths[0].display());
     let training = serde_json::json!({
         "source": "official StyA2K checkpoints, imported",
@@ -487,14 +554,14 @@ pub fn import_official(paths: &[PathBuf; 4], out: &Path) -> Result<(), Checkpoin
 /// present with its shape and nothing else. Errors name the tensor, the file it came from
 /// (`source_of`), and expected vs found shape.
 fn build_strict<M>(
-    tensors: HashMap<String, Tensor>,
+    tensors: NetworkTensors,
     device: &Device,
     dtype: DType,
     source_of: impl Fn(&str) -> PathBuf,
     network: &str,
     build: impl FnOnce(VarBuilder) -> candle_core::Result<M>,
 ) -> Result<M, CheckpointError> {
-    let names: Vec<String> = tensors.keys().cloned().collect();
+    let mut names: Vec<String> = tensors.held.keys().cloned().collect();
     let backend = StrictBackend { tensors, used: Default::default() };
     let used = backend.used.clone();
     let vb = VarBuilder::from_backend(Box::new(backend), dtype, device.clone());
@@ -504,9 +571,9 @@ fn build_strict<M>(
         CheckpointError::Tensors { path: source_of(&name), message }
     })?;
     let used = used.lock().map(|u| u.clone()).unwrap_or_default();
-    let mut extra: Vec<&String> = names.iter().filter(|k| !used.contains(*k)).collect();
-    extra.sort();
-    match extra.first() {
+    names.retain(|k| !used.contains(k));
+    names.sort();
+    match names.first() {
         None => Ok(model),
         Some(name) => Err(CheckpointError::Tensors {
             path: source_of(name),
@@ -517,8 +584,17 @@ fn build_strict<M>(
 
 /// A tensor map that reports missing tensors and wrong shapes by name and records what was read.
 struct StrictBackend {
-    tensors: HashMap<String, Tensor>,
+    tensors: NetworkTensors,
     used: Arc<Mutex<HashSet<String>>>,
+}
+
+impl StrictBackend {
+    fn lookup(&self, name: &str) -> candle_core::Result<&Tensor> {
+        let NetworkTensors { held, regenerated } = &self.tensors;
+        held.get(name)
+            .or_else(|| regenerated.get(name))
+            .ok_or_else(|| candle_core::Error::Msg(format!("tensor `{name}` missing")))
+    }
 }
 
 impl candle_nn::var_builder::SimpleBackend for StrictBackend {
@@ -530,10 +606,7 @@ impl candle_nn::var_builder::SimpleBackend for StrictBackend {
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
-        let t = self
-            .tensors
-            .get(name)
-            .ok_or_else(|| candle_core::Error::Msg(format!("tensor `{name}` missing")))?;
+        let t = self.lookup(name)?;
         if t.shape() != &shape {
             candle_core::bail!("tensor `{name}`: expected shape {:?}, found {:?}", shape.dims(), t.dims());
         }
@@ -544,15 +617,11 @@ impl candle_nn::var_builder::SimpleBackend for StrictBackend {
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        let t = self
-            .tensors
-            .get(name)
-            .ok_or_else(|| candle_core::Error::Msg(format!("tensor `{name}` missing")))?;
-        t.to_dtype(dtype)?.to_device(dev)
+        self.lookup(name)?.to_dtype(dtype)?.to_device(dev)
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
+        self.lookup(name).is_ok()
     }
 }
 

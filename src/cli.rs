@@ -57,9 +57,14 @@ pub struct ImageArgs {
     /// Output image (.png keeps the content's alpha channel; .jpg/.jpeg).
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Model bundle (.safetensors, StyA2K or NeAT as its metadata says), or `formula:SEED` /
-    /// `formula-neat:SEED` for untrained deterministic StyA2K / NeAT weights.
-    #[arg(long, value_name = "PATH|formula:SEED|formula-neat:SEED")]
+    /// Model bundle (.safetensors, StyA2K or NeAT as its metadata says), `default` / `default-neat`
+    /// (the shipped StyA2K / NeAT, built into the binary), or `formula:SEED` / `formula-neat:SEED` for
+    /// untrained deterministic StyA2K / NeAT weights.
+    #[arg(
+        long,
+        default_value = "default",
+        value_name = "PATH|default|default-neat|formula:SEED|formula-neat:SEED"
+    )]
     pub model: WeightSource,
     /// Scale the content down so its longer side is at most N pixels (aspect kept).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..=16384))]

@@ -20,7 +20,7 @@ pub struct EvalQualityArgs {
     #[arg(long)]
     pub style: PathBuf,
     /// Model to evaluate (repeat for several: one table row and one sheet column each).
-    #[arg(long, required = true, value_name = "PATH|formula:SEED|formula-neat:SEED")]
+    #[arg(long, required = true, value_name = "PATH|default|default-neat|formula:SEED|formula-neat:SEED")]
     pub model: Vec<WeightSource>,
     /// Longer side of content and style as the models see them, pixels.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(16..=4096))]

@@ -22,9 +22,14 @@ pub struct ModelArgs {
     /// style while running.
     #[arg(long)]
     pub style: Option<PathBuf>,
-    /// Model bundle (.safetensors, StyA2K or NeAT), `formula:SEED` / `formula-neat:SEED` (untrained
-    /// StyA2K / NeAT test weights) or `identity`.
-    #[arg(long, value_name = "PATH|formula:SEED|formula-neat:SEED|identity")]
+    /// Model bundle (.safetensors, StyA2K or NeAT), `default` / `default-neat` (the shipped StyA2K /
+    /// NeAT, built into the binary), `formula:SEED` / `formula-neat:SEED` (untrained StyA2K / NeAT test
+    /// weights) or `identity`.
+    #[arg(
+        long,
+        default_value = "default",
+        value_name = "PATH|default|default-neat|formula:SEED|formula-neat:SEED|identity"
+    )]
     pub model: ModelChoice,
     /// Style strength: 0 keeps the content, 1 is the full style, up to 2 exaggerates.
     #[arg(long, default_value_t = 1.0, value_parser = crate::cli::parse_alpha)]

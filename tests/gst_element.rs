@@ -252,6 +252,21 @@ fn a_missing_model_or_style_file_stops_the_start_naming_the_file() {
 }
 
 #[test]
+fn without_a_model_the_element_runs_the_shipped_default() {
+    init();
+    let element = gst::ElementFactory::make("stylestream").build().unwrap();
+    assert_eq!(element.property::<String>("model"), "default");
+    let samples = run_to_end(&format!(
+        "videotestsrc num-buffers=2 ! {CAPS} ! stylestream style={STYLE} style-size={STYLE_SIZE} ! appsink name=out sync=false"
+    ));
+    let source = source_frames(2);
+    assert_eq!(samples.len(), 2);
+    for (i, (sample, input)) in samples.iter().zip(&source).enumerate() {
+        assert_ne!(Frame::from_sample(sample, i as u64).unwrap().data, input.data, "frame {i}");
+    }
+}
+
+#[test]
 fn the_monitor_posts_the_rolling_warping_error_every_n_frames() {
     init();
     // Real time (sync=true), so the monitor, which samples a pair every 250 ms, sees several.

@@ -1,4 +1,4 @@
-//! `eval-quality` and `export` end to end: the scores in the JSON report are checked
+//! `eval-quality` end to end, and the shipped default models: the scores in the JSON report are checked
 //! against a brute-force Chamfer distance written here over every pixel, and the contact sheet against
 //! the layout it promises.
 mod common;
@@ -9,6 +9,7 @@ use std::path::Path;
 use candle_core::Device;
 use image::{Rgb, RgbImage};
 use stylestream::checkpoint::{self, WeightSource};
+use stylestream::models::Network;
 
 /// `mean_a min_b |a-b|^2 + mean_b min_a |a-b|^2` over every pixel of two images, in f64.
 fn brute_chamfer(a: &RgbImage, b: &RgbImage) -> f64 {
@@ -110,6 +111,75 @@ fn eval_quality_names_an_empty_folder() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains(arg(dir.path())) && err.contains("no readable"), "{err}");
+}
+
+/// A 64x64 style: hue from red to blue across, value from 0.4 to 1 down.
+fn rainbow() -> RgbImage {
+    RgbImage::from_fn(64, 64, |x, y| {
+        let (t, v) = (x as f32 / 63.0, 0.4 + 0.6 * y as f32 / 63.0);
+        let green = 1.0 - 2.0 * (t - 0.5).abs();
+        Rgb([(255.0 * v * (1.0 - t)) as u8, (255.0 * v * green) as u8, (255.0 * v * t) as u8])
+    })
+}
+
+/// A 64x64 red and blue checkerboard style.
+fn checker() -> RgbImage {
+    RgbImage::from_fn(
+        64,
+        64,
+        |x, y| if (x / 8 + y / 8) % 2 == 0 { Rgb([230, 40, 30]) } else { Rgb([20, 30, 200]) },
+    )
+}
+
+/// Runs `image` on the fixture photo (96 px) with `style` and `model` (none: `--model` left out).
+fn stylise(dir: &Path, style: &RgbImage, model: Option<&str>) -> RgbImage {
+    let (style_path, out) = (dir.join("style.png"), dir.join("out.png"));
+    style.save(&style_path).unwrap();
+    let content = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images/chelsea.png");
+    let mut args = vec!["image", "--content", arg(&content), "--style", arg(&style_path)];
+    args.extend(["-o", arg(&out), "--max-side", "96", "--overwrite"]);
+    if let Some(m) = model {
+        args.extend(["--model", m]);
+    }
+    let o = stylestream(&args);
+    assert!(o.status.success(), "{model:?}: {}", String::from_utf8_lossy(&o.stderr));
+    image::open(&out).unwrap().to_rgb8()
+}
+
+/// The shipped models are compiled in and run with no file beside the binary: `default` is the
+/// StyA2K of `weights/stya2k.safetensors` (the same bytes out as naming the file), `default-neat`
+/// the NeAT of `weights/neat.safetensors`. Each keeps the content's structure and answers to the
+/// style. Their colour scores are measured on the held-out split (`weights/README.md`): the data is
+/// rebuilt by `weights/dataset.sh`, not committed.
+#[test]
+fn the_shipped_models_are_built_in_keep_the_structure_and_answer_to_the_style() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights");
+    let photo = image::open(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images/chelsea.png"))
+        .unwrap()
+        .to_rgb8();
+    // 451x300: the model sees it at 96x64.
+    let content = image::imageops::resize(&photo, 96, 64, image::imageops::FilterType::Triangle);
+    for (name, file, neat) in
+        [(None, "stya2k.safetensors", false), (Some("default-neat"), "neat.safetensors", true)]
+    {
+        let source: WeightSource = name.unwrap_or("default").parse().unwrap();
+        let network = checkpoint::load(&source, &Device::Cpu).unwrap();
+        assert_eq!(matches!(network, Network::Neat(_)), neat, "{source}");
+        let (info, _) = checkpoint::read_bundle(&weights.join(file)).unwrap();
+        assert_eq!(info.encoder, "random:20261206", "{file}");
+
+        let out = stylise(dir.path(), &rainbow(), name);
+        let from_file = stylise(dir.path(), &rainbow(), Some(arg(&weights.join(file))));
+        assert!(out == from_file, "{source} is {file}");
+        assert_eq!(out.dimensions(), content.dimensions());
+        let luma = |i: &RgbImage| stylestream::quality::ssim::luma(i.as_raw());
+        let ssim = stylestream::quality::ssim::ssim(&luma(&out), &luma(&content), 64, 96).unwrap();
+        assert!(ssim > 0.3, "{source}: SSIM to the content {ssim}");
+        let other = stylise(dir.path(), &checker(), name);
+        let moved = out.pixels().zip(other.pixels()).filter(|(a, b)| a != b).count();
+        assert!(moved > out.pixels().len() / 2, "{source}: another style changes {moved} pixels");
+    }
 }
 
 #[test]

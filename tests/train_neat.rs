@@ -285,6 +285,15 @@ fn a_short_run_lowers_the_objective_resumes_exactly_and_exports_a_bundle() {
     let step_12 = checkpoint::WeightSource::Bundle(dir.path().join("out/step-00000012.safetensors"));
     let loaded = checkpoint::load(&step_12, &Device::Cpu).unwrap();
     assert!(matches!(loaded, stylestream::models::Network::Neat(_)));
+    // `export` drops the random encoder (its seed regenerates it, up to the layers NeAT reads).
+    let exported = dir.path().join("exported.safetensors");
+    let export =
+        run(&["export".into(), model.display().to_string(), "-o".into(), exported.display().to_string()]);
+    assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
+    let (_, kept) = checkpoint::read_bundle(&exported).unwrap();
+    assert!(!kept.is_empty() && kept.keys().all(|k| !k.starts_with("vgg.")));
+    let loaded = checkpoint::load(&checkpoint::WeightSource::Bundle(exported), &Device::Cpu).unwrap();
+    assert!(matches!(loaded, stylestream::models::Network::Neat(_)));
     let out = dir.path().join("styled.png");
     let p = |p: &Path| p.display().to_string();
     let styled = run(&[

@@ -44,6 +44,8 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
+/// The model the element runs unless `model` is set: the shipped StyA2K (`weights/`).
+const DEFAULT_MODEL: &str = "default";
 const DEFAULT_ALPHA: f64 = 1.0;
 const DEFAULT_DEVICE: &str = "cpu";
 /// As the CLI's `--style-size`, so the element and the CLI encode the same style.
@@ -81,8 +83,7 @@ impl Precision {
 /// The properties, as set; read once in `start` (all but `style` apply from the next start).
 #[derive(Debug, Clone)]
 struct Settings {
-    /// As `--model`; required (no model ships with the binary yet).
-    model: Option<String>,
+    model: String,
     style: Option<PathBuf>,
     alpha: f64,
     device: String,
@@ -98,7 +99,7 @@ struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            model: None,
+            model: DEFAULT_MODEL.into(),
             style: None,
             alpha: DEFAULT_ALPHA,
             device: DEFAULT_DEVICE.into(),
@@ -182,16 +183,21 @@ impl Stylestream {
         device: &Device,
         dtype: DType,
     ) -> Result<Box<dyn Stylizer>, String> {
-        let model =
-            settings.model.as_ref().ok_or("`model` is not set: a bundle path, formula:SEED or identity")?;
-        let choice: ModelChoice = model.parse().map_err(|e| format!("model: {e}"))?;
+        let choice: ModelChoice = settings.model.parse().map_err(|e| format!("model: {e}"))?;
         let ModelChoice::Network(source) = choice else { return Ok(Box::new(Identity)) };
         let network = checkpoint::load_as(&source, device, dtype).map_err(|e| e.to_string())?;
         let path = settings.style.as_ref().ok_or("`style` is not set: this model needs a style image")?;
         let style =
             image_io::read_picture(path, Some(settings.style_size), device).map_err(|e| e.to_string())?;
         let encoding = |e: candle_core::Error| format!("{}: encoding the style: {e}", path.display());
-        gst::info!(CAT, imp = self, "model {} on {}, style {}", model, settings.device, path.display());
+        gst::info!(
+            CAT,
+            imp = self,
+            "model {} on {}, style {}",
+            settings.model,
+            settings.device,
+            path.display()
+        );
         let stylizer: Box<dyn Stylizer> = match network {
             Network::StyA2K(model) => {
                 let style = style.rgb.to_dtype(dtype).map_err(encoding)?;
@@ -314,7 +320,8 @@ impl ObjectImpl for Stylestream {
             vec![
                 glib::ParamSpecString::builder("model")
                     .nick("Model")
-                    .blurb("Model bundle (.safetensors, StyA2K or NeAT), formula:SEED, formula-neat:SEED (untrained test weights) or identity")
+                    .blurb("Model bundle (.safetensors, StyA2K or NeAT), default or default-neat (the shipped models), formula:SEED, formula-neat:SEED (untrained test weights) or identity")
+                    .default_value(Some(DEFAULT_MODEL))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("style")
@@ -379,7 +386,10 @@ impl ObjectImpl for Stylestream {
         let mut settings = lock(&self.settings);
         // The types are checked by GObject against the specs above before this is called.
         match pspec.name() {
-            "model" => settings.model = value.get::<Option<String>>().ok().flatten(),
+            "model" => {
+                settings.model =
+                    value.get::<Option<String>>().ok().flatten().unwrap_or_else(|| DEFAULT_MODEL.into())
+            }
             "style" => {
                 settings.style = value.get::<Option<String>>().ok().flatten().map(PathBuf::from);
                 self.restyle.store(true, Ordering::SeqCst);
