@@ -307,6 +307,8 @@ impl NetworkTensors {
     }
 }
 
+/// A bundle's tensors ready to build a network from: the training state dropped, a random encoder
+/// regenerated from its seed.
 fn inference_tensors(
     info: &BundleInfo,
     mut held: HashMap<String, Tensor>,
