@@ -83,6 +83,7 @@ impl Precision {
 /// The properties, as set; read once in `start` (all but `style` apply from the next start).
 #[derive(Debug, Clone)]
 struct Settings {
+    /// As `--model`.
     model: String,
     style: Option<PathBuf>,
     alpha: f64,

@@ -52,6 +52,9 @@ pub enum TrainError {
     Config(String),
     #[error("{path}: {reason}")]
     Resume { path: PathBuf, reason: String },
+    /// The `--init` bundle does not fit the run.
+    #[error("{path} (--init): {reason}")]
+    Init { path: PathBuf, reason: String },
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error("{path}: {source}")]
@@ -252,23 +255,18 @@ fn trainee(
 /// Loads the weights of bundle `path` into `trainee`, which must be the same model on the same encoder.
 fn initialise(trainee: &mut dyn Trainee, path: &Path, encoder: &str) -> Result<(), TrainError> {
     let (info, tensors) = crate::checkpoint::read_bundle(path)?;
-    let refuse = |reason: String| Err(TrainError::Resume { path: path.to_path_buf(), reason });
+    let refuse = |reason: String| TrainError::Init { path: path.to_path_buf(), reason };
     if info.model != trainee.model() {
-        return refuse(format!("holds {}, not {} (--init)", info.model, trainee.model()));
+        return Err(refuse(format!("holds {}, this run trains {}", info.model, trainee.model())));
     }
     if info.encoder != encoder {
-        return refuse(format!("was trained on encoder {}, this run uses {encoder} (--init)", info.encoder));
+        return Err(refuse(format!("was trained on encoder {}, this run uses {encoder}", info.encoder)));
     }
     if info.config != trainee.network_config() {
-        return refuse(format!(
-            "has network configuration {}, this run {} (--init)",
-            info.config,
-            trainee.network_config()
-        ));
+        let run = trainee.network_config();
+        return Err(refuse(format!("has network configuration {}, this run {run}", info.config)));
     }
-    trainee
-        .initialise(&tensors)
-        .map_err(|e| TrainError::Resume { path: path.to_path_buf(), reason: e.to_string() })
+    trainee.initialise(&tensors).map_err(|e| refuse(e.to_string()))
 }
 
 /// Trains until `config.steps` or until `interrupt` is set (then a checkpoint is saved first).
