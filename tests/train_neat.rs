@@ -12,7 +12,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use common::train::{check_directional, column, images, losses, picture, run};
 use stylestream::checkpoint::{self, formula};
 use stylestream::models::vgg::Vgg;
-use stylestream::nn::ReflectConv3x3;
+use stylestream::nn::{Conv3x3, Padding};
 use stylestream::train::contrastive::{contrastive_loss, ContentHead, StyleHead};
 use stylestream::train::data::Batch;
 use stylestream::train::discriminator::{generator_loss, CooccurrenceDiscriminator, DomainDiscriminator};
@@ -29,7 +29,7 @@ const F64: DType = DType::F64;
 fn every_loss_term_gradient_matches_finite_differences() {
     let vb = formula::var_builder(11, &Device::Cpu).set_dtype(F64);
     let vgg = Vgg::new_to(4, vb.pp("vgg")).unwrap();
-    let conv4_2 = ReflectConv3x3::new(512, 512, vb.pp("vgg").pp(32)).unwrap();
+    let conv4_2 = Conv3x3::new(512, 512, Padding::Reflect, vb.pp("vgg").pp(32)).unwrap();
     let taps = |x: &Tensor| vgg.forward_to(x, 4).unwrap();
     let image = |seed, s| picture(seed, s).to_dtype(F64).unwrap();
     let (content, style) = (image(1, 32), image(2, 32));

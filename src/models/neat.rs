@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::models::pama::{Pama, PamaStyle};
 use crate::models::vgg::Vgg;
-use crate::nn::{blend, reflect_pad, upsample2, ReflectConv3x3};
+use crate::nn::{blend, reflect_pad, upsample2, Conv3x3, Padding};
 use crate::ops::convert::{planar_to_rgb8, rgb8_to_planar};
 use crate::prior::{content_prior, ColourStats, PriorConfig};
 
@@ -102,7 +102,7 @@ pub struct Decoder {
 #[derive(Debug, Clone)]
 enum DecoderStep {
     /// Reflection-padded 3x3 conv, followed by a ReLU unless it is the last layer.
-    Conv(ReflectConv3x3, bool),
+    Conv(Conv3x3, bool),
     Upsample,
 }
 
@@ -131,7 +131,7 @@ impl Decoder {
             .enumerate()
             .map(|(i, step)| match *step {
                 Some((idx, c_in, c_out)) => {
-                    Ok(DecoderStep::Conv(ReflectConv3x3::new(c_in, c_out, vb.pp(idx))?, i != last))
+                    Ok(DecoderStep::Conv(Conv3x3::new(c_in, c_out, Padding::Reflect, vb.pp(idx))?, i != last))
                 }
                 None => Ok(DecoderStep::Upsample),
             })
@@ -145,7 +145,7 @@ impl Module for Decoder {
         let mut x = x.clone();
         for step in &self.steps {
             x = match step {
-                DecoderStep::Conv(conv, true) => conv.forward(&x)?.relu()?,
+                DecoderStep::Conv(conv, true) => conv.forward_relu(&x)?,
                 DecoderStep::Conv(conv, false) => conv.forward(&x)?,
                 DecoderStep::Upsample => upsample2(&x)?,
             };

@@ -15,7 +15,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
 
-use crate::nn::{conv1x1, mean_variance_norm, reflect_pad, ReflectConv3x3};
+use crate::nn::{conv1x1, mean_variance_norm, reflect_pad, Conv3x3, Padding};
 use crate::ops::streaming_attention::streaming_attention;
 
 fn relu6(x: &Tensor) -> Result<Tensor> {
@@ -96,7 +96,7 @@ pub struct FuseUnit {
     proj2: Conv2d,
     proj3: Conv2d,
     fuse1x: Conv2d,
-    fuse3x: ReflectConv3x3,
+    fuse3x: Conv3x3,
     fuse5x: Conv2d,
 }
 
@@ -107,7 +107,7 @@ impl FuseUnit {
             proj2: conv1x1(channels, channels, vb.pp("proj2"))?,
             proj3: conv1x1(channels, channels, vb.pp("proj3"))?,
             fuse1x: conv1x1(channels, 1, vb.pp("fuse1x"))?,
-            fuse3x: ReflectConv3x3::new(channels, 1, vb.pp("fuse3x"))?,
+            fuse3x: Conv3x3::new(channels, 1, Padding::Reflect, vb.pp("fuse3x"))?,
             fuse5x: candle_nn::conv2d(channels, 1, 5, Conv2dConfig::default(), vb.pp("fuse5x"))?,
         })
     }
@@ -131,9 +131,9 @@ impl FuseUnit {
 /// One block for `C` channels.
 #[derive(Debug, Clone)]
 pub struct Pama {
-    conv_in: ReflectConv3x3,
+    conv_in: Conv3x3,
     attn: AttentionUnit,
-    conv_out: ReflectConv3x3,
+    conv_out: Conv3x3,
     fuse: FuseUnit,
 }
 
@@ -144,9 +144,9 @@ impl Pama {
             candle_core::bail!("a PAMA block needs an even channel count (f, g, h halve it), got {channels}");
         }
         Ok(Self {
-            conv_in: ReflectConv3x3::new(channels, channels, vb.pp("conv_in"))?,
+            conv_in: Conv3x3::new(channels, channels, Padding::Reflect, vb.pp("conv_in"))?,
             attn: AttentionUnit::new(channels, vb.pp("attn"))?,
-            conv_out: ReflectConv3x3::new(channels, channels, vb.pp("conv_out"))?,
+            conv_out: Conv3x3::new(channels, channels, Padding::Reflect, vb.pp("conv_out"))?,
             fuse: FuseUnit::new(channels, vb.pp("fuse"))?,
         })
     }

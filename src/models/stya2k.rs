@@ -13,7 +13,7 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::{Conv2d, VarBuilder};
 
 use crate::models::vgg::Vgg;
-use crate::nn::{blend, conv1x1, mean_variance_norm, reflect_pad, upsample2, ReflectConv3x3};
+use crate::nn::{blend, conv1x1, mean_variance_norm, reflect_pad, upsample2, Conv3x3, Padding};
 use crate::ops::blocked_attention::{
     aggregate_style_patches, block, distributed_attention, progressive_attention, HEADS,
 };
@@ -111,7 +111,7 @@ impl A2k {
 pub struct Transform {
     attn_adain_4_1: A2k,
     attn_adain_5_1: A2k,
-    merge_conv: ReflectConv3x3,
+    merge_conv: Conv3x3,
 }
 
 impl Transform {
@@ -119,7 +119,7 @@ impl Transform {
         Ok(Self {
             attn_adain_4_1: A2k::new(512, REGION_RELU4_1, vb.pp("attn_adain_4_1"))?,
             attn_adain_5_1: A2k::new(512, REGION_RELU5_1, vb.pp("attn_adain_5_1"))?,
-            merge_conv: ReflectConv3x3::new(512, 512, vb.pp("merge_conv"))?,
+            merge_conv: Conv3x3::new(512, 512, Padding::Reflect, vb.pp("merge_conv"))?,
         })
     }
 
@@ -135,14 +135,14 @@ impl Transform {
 /// `[1, 3, H, W]`, unclamped (values leave [0, 1]).
 #[derive(Debug, Clone)]
 pub struct Decoder {
-    decoder_layer_1: ReflectConv3x3,
+    decoder_layer_1: Conv3x3,
     decoder_layer_2: Vec<DecoderStep>,
 }
 
 #[derive(Debug, Clone)]
 enum DecoderStep {
     /// Padded 3x3 conv, followed by a ReLU unless it is the last layer.
-    Conv(ReflectConv3x3, bool),
+    Conv(Conv3x3, bool),
     Upsample,
 }
 
@@ -168,26 +168,27 @@ impl Decoder {
             .iter()
             .enumerate()
             .map(|(i, step)| match *step {
-                Some((idx, c_in, c_out)) => {
-                    Ok(DecoderStep::Conv(ReflectConv3x3::new(c_in, c_out, vb2.pp(idx))?, i != last))
-                }
+                Some((idx, c_in, c_out)) => Ok(DecoderStep::Conv(
+                    Conv3x3::new(c_in, c_out, Padding::Reflect, vb2.pp(idx))?,
+                    i != last,
+                )),
                 None => Ok(DecoderStep::Upsample),
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            decoder_layer_1: ReflectConv3x3::new(512, 256, vb.pp("decoder_layer_1").pp(1))?,
+            decoder_layer_1: Conv3x3::new(512, 256, Padding::Reflect, vb.pp("decoder_layer_1").pp(1))?,
             decoder_layer_2,
         })
     }
 
     pub fn forward(&self, t: &Tensor, z3: &Tensor) -> Result<Tensor> {
-        let x = self.decoder_layer_1.forward(t)?.relu()?;
+        let x = self.decoder_layer_1.forward_relu(t)?;
         let x = upsample2(&x)?;
         // Main path first, then the relu3_1 A2K output: [1, 256 + 256, H/4, W/4].
         let mut x = Tensor::cat(&[&x, z3], 1)?;
         for step in &self.decoder_layer_2 {
             x = match step {
-                DecoderStep::Conv(conv, true) => conv.forward(&x)?.relu()?,
+                DecoderStep::Conv(conv, true) => conv.forward_relu(&x)?,
                 DecoderStep::Conv(conv, false) => conv.forward(&x)?,
                 DecoderStep::Upsample => upsample2(&x)?,
             };

@@ -8,12 +8,12 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Conv2d, VarBuilder};
 
-use crate::nn::{conv1x1, max_pool2x2_ceil, ReflectConv3x3};
+use crate::nn::{conv1x1, max_pool2x2_ceil, Conv3x3, Padding};
 
 /// One step of the encoder after the colour conv: a padded 3x3 conv + ReLU, or a pool.
 #[derive(Debug, Clone)]
 enum Layer {
-    ConvRelu(ReflectConv3x3),
+    ConvRelu(Conv3x3),
     Pool,
 }
 
@@ -60,7 +60,7 @@ impl Vgg {
                     .iter()
                     .map(|layer| match *layer {
                         Some((idx, c_in, c_out)) => {
-                            Ok(Layer::ConvRelu(ReflectConv3x3::new(c_in, c_out, vb.pp(idx))?))
+                            Ok(Layer::ConvRelu(Conv3x3::new(c_in, c_out, Padding::Reflect, vb.pp(idx))?))
                         }
                         None => Ok(Layer::Pool),
                     })
@@ -96,7 +96,7 @@ impl Vgg {
             let _span = tracing::trace_span!("vgg_slice", tap = i + 1).entered();
             for layer in slice {
                 x = match layer {
-                    Layer::ConvRelu(conv) => conv.forward(&x)?.relu()?,
+                    Layer::ConvRelu(conv) => conv.forward_relu(&x)?,
                     Layer::Pool => max_pool2x2_ceil(&x)?,
                 };
             }

@@ -7,24 +7,42 @@ pub fn conv1x1(c_in: usize, c_out: usize, vb: VarBuilder) -> Result<Conv2d> {
     candle_nn::conv2d(c_in, c_out, 1, Conv2dConfig::default(), vb)
 }
 
-/// `ReflectionPad2d(1)` followed by an unpadded 3x3 convolution with bias: `[B, C_in, H, W] ->
-/// [B, C_out, H, W]`. Reflection rather than zero padding keeps borders free of dark frames.
-#[derive(Debug, Clone)]
-pub struct ReflectConv3x3 {
-    conv: Conv2d,
+/// How a [`Conv3x3`] fills the one-pixel border it reads outside the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Padding {
+    /// `ReflectionPad2d(1)`, as the official StyA2K/AdaIN networks pad: borders stay free of dark frames.
+    Reflect,
+    /// Zeros, as torchvision's VGG pads (`Conv2d(padding=1)`).
+    Zero,
 }
 
-impl ReflectConv3x3 {
+/// A 3x3 convolution with bias that keeps the frame size, padding one pixel first:
+/// `[B, C_in, H, W] -> [B, C_out, H, W]`.
+#[derive(Debug, Clone)]
+pub struct Conv3x3 {
+    conv: Conv2d,
+    padding: Padding,
+}
+
+impl Conv3x3 {
     /// Loads `weight` `[C_out, C_in, 3, 3]` and `bias` `[C_out]` from `vb`.
-    pub fn new(c_in: usize, c_out: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(c_in: usize, c_out: usize, padding: Padding, vb: VarBuilder) -> Result<Self> {
         let conv = candle_nn::conv2d(c_in, c_out, 3, Conv2dConfig::default(), vb)?;
-        Ok(Self { conv })
+        Ok(Self { conv, padding })
+    }
+
+    /// The convolution followed by ReLU: `[B, C_in, H, W] -> [B, C_out, H, W]`, every value >= 0.
+    pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward(x)?.relu()
     }
 }
 
-impl Module for ReflectConv3x3 {
+impl Module for Conv3x3 {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let padded = super::reflect_pad(x, 1, 1, 1, 1)?;
+        let padded = match self.padding {
+            Padding::Reflect => super::reflect_pad(x, 1, 1, 1, 1)?,
+            Padding::Zero => x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?,
+        };
         let weight = self.conv.weight();
         if x.device().is_cpu() && (x.track_op() || weight.track_op()) {
             let out = unfolded_conv(&padded, weight)?;
@@ -95,7 +113,7 @@ mod tests {
     #[test]
     fn reflect_conv_takes_the_same_values_with_and_without_gradients() {
         let vb = crate::checkpoint::formula::var_builder(5, &Device::Cpu);
-        let conv = ReflectConv3x3::new(4, 6, vb.pp("vgg").pp("2")).unwrap();
+        let conv = Conv3x3::new(4, 6, Padding::Reflect, vb.pp("vgg").pp("2")).unwrap();
         let x = random(&[1, 4, 7, 5], 9).to_dtype(DType::F32).unwrap();
         let plain = conv.forward(&x).unwrap();
         let tracked = conv.forward(Var::from_tensor(&x).unwrap().as_tensor()).unwrap();

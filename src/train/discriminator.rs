@@ -21,7 +21,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
-use crate::nn::{conv1x1, ReflectConv3x3};
+use crate::nn::{conv1x1, Conv3x3, Padding};
 
 /// Negative slope of the leaky ReLUs.
 const LEAK: f64 = 0.2;
@@ -64,12 +64,12 @@ fn mean_pool2(x: &Tensor) -> Result<Tensor> {
 /// Reflection-padded 3x3 conv, leaky ReLU, 2x2 mean pool: `[B, C_in, H, W] -> [B, C_out, H/2, W/2]`.
 #[derive(Debug, Clone)]
 struct DownBlock {
-    conv: ReflectConv3x3,
+    conv: Conv3x3,
 }
 
 impl DownBlock {
     fn new(c_in: usize, c_out: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(Self { conv: ReflectConv3x3::new(c_in, c_out, vb)? })
+        Ok(Self { conv: Conv3x3::new(c_in, c_out, Padding::Reflect, vb)? })
     }
 }
 

@@ -35,7 +35,7 @@ use super::trainee::Trainable;
 use super::{AdamSteps, Outcome, Trainee};
 use crate::checkpoint::{NEAT, TRAINING_STATE};
 use crate::models::neat::{Controls, Neat, NeatConfig};
-use crate::nn::ReflectConv3x3;
+use crate::nn::{Conv3x3, Padding};
 
 /// Taps the losses read: relu1_1 .. relu4_1.
 const TAPS: usize = 4;
@@ -181,7 +181,7 @@ pub struct NeatTrainee {
     pub heads: Trainable<Heads>,
     pub critics: Trainable<Critics>,
     /// The frozen encoder's conv4_2 (layer `32`), for L_c.
-    conv4_2: ReflectConv3x3,
+    conv4_2: Conv3x3,
     adam_g: Adam,
     adam_d: Adam,
     settings: NeatSettings,
@@ -216,9 +216,10 @@ impl NeatTrainee {
         let generator = Trainable::new(vgg, seed, device, |vb| Neat::new(settings.network, vb))?;
         let heads = Trainable::new(vgg, seed, device, |vb| Heads::new(vb.pp(state).pp("heads")))?;
         let critics = Trainable::new(vgg, seed, device, |vb| Critics::new(vb.pp(state).pp("critics")))?;
-        let conv4_2 = Trainable::new(vgg, seed, device, |vb| ReflectConv3x3::new(512, 512, vb.pp("vgg.32")))
-            .map_err(|e| candle_core::Error::Msg(format!("L_c needs the encoder's conv4_2: {e}")))?
-            .model;
+        let conv4_2 =
+            Trainable::new(vgg, seed, device, |vb| Conv3x3::new(512, 512, Padding::Reflect, vb.pp("vgg.32")))
+                .map_err(|e| candle_core::Error::Msg(format!("L_c needs the encoder's conv4_2: {e}")))?
+                .model;
         let encoder = generator.frozen_used.iter().map(|k| (k.clone(), vgg[k].clone())).collect();
         let adam_g = Adam::new([generator.params.clone(), heads.params.clone()].concat())?;
         let adam_d = Adam::new(critics.params.clone())?;

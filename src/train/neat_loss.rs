@@ -11,7 +11,7 @@
 use candle_core::{Module, Result, Tensor};
 
 use super::loss::global_stats_loss;
-use crate::nn::ReflectConv3x3;
+use crate::nn::Conv3x3;
 
 /// The terms of the objective, by the names `--loss-off` takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
@@ -120,7 +120,7 @@ pub fn style_loss(fo: &[Tensor], fs: &[Tensor]) -> Result<Tensor> {
 
 /// L_c: the perceptual loss at conv4_2 (before its ReLU): `conv4_2` (the encoder's layer `32`, frozen)
 /// applied to the relu4_1 of the outputs and of their contents, compared by MSE.
-pub fn content_loss(conv4_2: &ReflectConv3x3, fo4: &Tensor, fc4: &Tensor) -> Result<Tensor> {
+pub fn content_loss(conv4_2: &Conv3x3, fo4: &Tensor, fc4: &Tensor) -> Result<Tensor> {
     mse(&conv4_2.forward(fo4)?, &conv4_2.forward(fc4)?)
 }
 
