@@ -1,6 +1,6 @@
 //! The CPU reference of the frame conversions.
 use super::FrameGeometry;
-use crate::nn::reflect_index;
+use crate::ops::reflect_index;
 
 /// `rgb`: `[height, width, 3]` bytes -> `[3, padded_height, padded_width]` values byte / 255, the
 /// padding mirrored from the frame.

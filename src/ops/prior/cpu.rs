@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use rayon::prelude::*;
 
 use super::{Affine, Filters};
-use crate::nn::reflect_index;
+use crate::ops::reflect_index;
 
 /// The frame the first stage reads.
 pub(super) enum Frame<'a> {
