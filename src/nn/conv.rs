@@ -1,9 +1,15 @@
 //! Convolutions as the StyA2K networks use them.
+use std::sync::OnceLock;
+
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
 
-use crate::ops::conv3x3::conv3x3;
 pub use crate::ops::conv3x3::Padding;
+use crate::ops::conv3x3::{conv3x3, conv3x3_winograd, winograd_filters};
+
+/// Below this many input or output channels the Winograd transforms cost more than the products they
+/// save (benches/cpu_conv.rs: the 3-channel first and last layers), so the direct convolution runs.
+const WINOGRAD_MIN_CHANNELS: usize = 16;
 
 /// 1x1 convolution `C_in -> C_out` with bias (a per-pixel affine map), keys `weight`, `bias`.
 pub fn conv1x1(c_in: usize, c_out: usize, vb: VarBuilder) -> Result<Conv2d> {
@@ -16,13 +22,15 @@ pub fn conv1x1(c_in: usize, c_out: usize, vb: VarBuilder) -> Result<Conv2d> {
 pub struct Conv3x3 {
     conv: Conv2d,
     padding: Padding,
+    /// The filters in Winograd's domain, made on the first inference call that uses them.
+    winograd: OnceLock<Tensor>,
 }
 
 impl Conv3x3 {
     /// Loads `weight` `[C_out, C_in, 3, 3]` and `bias` `[C_out]` from `vb`.
     pub fn new(c_in: usize, c_out: usize, padding: Padding, vb: VarBuilder) -> Result<Self> {
         let conv = candle_nn::conv2d(c_in, c_out, 3, Conv2dConfig::default(), vb)?;
-        Ok(Self { conv, padding })
+        Ok(Self { conv, padding, winograd: OnceLock::new() })
     }
 
     /// The convolution followed by ReLU: `[B, C_in, H, W] -> [B, C_out, H, W]`, every value >= 0.
@@ -30,12 +38,24 @@ impl Conv3x3 {
         self.run(x, true)
     }
 
-    /// f32 on the CPU runs our op (padding, bias and ReLU fused, gradients included); other devices
-    /// and dtypes pad, then run candle's convolution.
+    /// f32 on the CPU runs our op (padding, bias and ReLU fused): Winograd's F(4x4, 3x3) when no
+    /// gradient flows and both sides have the channels for it, else the direct convolution (with
+    /// gradients). Other devices and dtypes pad, then run candle's convolution.
     fn run(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
         let (weight, bias) = (self.conv.weight(), self.conv.bias());
         if let Some(bias) = bias.filter(|_| x.device().is_cpu() && x.dtype() == DType::F32) {
-            return conv3x3(x, weight, bias, self.padding, relu);
+            let (c_out, c_in, _, _) = weight.dims4()?;
+            if x.track_op() || weight.track_op() || c_in.min(c_out) < WINOGRAD_MIN_CHANNELS {
+                return conv3x3(x, weight, bias, self.padding, relu);
+            }
+            let filters = match self.winograd.get() {
+                Some(filters) => filters,
+                None => {
+                    let _ = self.winograd.set(winograd_filters(weight)?);
+                    self.winograd.get().expect("set just above")
+                }
+            };
+            return conv3x3_winograd(x, filters, bias, self.padding, relu);
         }
         let padded = match self.padding {
             Padding::Reflect => super::reflect_pad(x, 1, 1, 1, 1)?,

@@ -41,7 +41,7 @@ impl CustomOp2 for InputGrad {
         // Tap t of W' as a [C_in, C_out] matrix: W'[c, o, t] = W[o, c, 8 - t] at o * 9 C_in + 9 c + 8 - t.
         let tap = move |t: usize| (8 - t, 9, (9 * c_in) as isize);
         for (frame, d_frame) in g.chunks(c_out * h * wd).zip(d_x.chunks_mut(c_in * h * wd)) {
-            padded.fill(frame, 2, Padding::Zero);
+            padded.fill(frame, h, wd, 2, Padding::Zero);
             conv_valid(&padded, w, tap, c_in, None, false, &mut d_padded);
             fold_border(&d_padded, h, wd, self.padding, d_frame);
         }
@@ -100,7 +100,7 @@ impl CustomOp2 for WeightGrad {
         let chunk = n.div_ceil(parts);
         let mut partial = vec![vec![0f32; c_out * c_in * 9]; parts];
         for (i, (frame, g_frame)) in x.chunks(c_in * h * wd).zip(g.chunks(c_out * h * wd)).enumerate() {
-            padded.fill(frame, 1, self.padding);
+            padded.fill(frame, h, wd, 1, self.padding);
             for (dst, src) in grid.chunks_mut(n).zip(g_frame.chunks(h * wd)) {
                 for (d, s) in dst.chunks_mut(wp).zip(src.chunks(wd)) {
                     d[..wd].copy_from_slice(s);
