@@ -35,10 +35,6 @@ pub enum Padding {
 #[cfg_attr(not(any(test, feature = "check-kernels")), allow(dead_code))]
 const CHECK_TOLERANCE: f64 = 1e-5;
 
-/// Relative L2 distance allowed between the Winograd path and the direct one (see `winograd.rs`).
-#[cfg_attr(not(any(test, feature = "check-kernels")), allow(dead_code))]
-const WINOGRAD_TOLERANCE: f64 = 2e-5;
-
 /// `relu?(conv3x3(pad1(x), weight) + bias)` on the CPU in f32 (see the module docs for shapes).
 /// Errors name the mismatching shape or dtype.
 pub fn conv3x3(x: &Tensor, weight: &Tensor, bias: &Tensor, padding: Padding, relu: bool) -> Result<Tensor> {
@@ -228,6 +224,9 @@ mod tests {
         let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         super::super::storage::relative_l2(&a, &b)
     }
+
+    /// Relative L2 distance allowed between the Winograd path and the direct one (see `winograd.rs`).
+    const WINOGRAD_TOLERANCE: f64 = 2e-5;
 
     /// Shapes with odd sizes, one-pixel frames, a batch, and channel counts off the SIMD widths.
     const SHAPES: [(usize, usize, usize, usize, usize); 6] = [

@@ -230,7 +230,7 @@ fn transform_tiles(
     }
     // Then rows: for each i, B^T over the 6 columns.
     for i in 0..6 {
-        let d = [cols[0][i], cols[1][i], cols[2][i], cols[3][i], cols[4][i], cols[5][i]];
+        let d = cols.map(|col| col[i]);
         for (j, vals) in input_transform(&d).iter().enumerate() {
             let xi = 6 * i + j;
             v_c[xi * t_n + t..xi * t_n + t + lanes].copy_from_slice(&vals[..lanes]);
@@ -254,17 +254,16 @@ fn untransform_tiles(
     x0: usize,
     lanes: usize,
 ) {
-    let mut rows = [[[0f32; LANES]; 6]; 4]; // [i][j][lane] after the column transform
-    for j in 0..6 {
+    // A^T over each of the 6 columns ([j][i][lane]), then regrouped by output row ([i][j][lane]).
+    let cols: [[Lanes; 4]; 6] = std::array::from_fn(|j| {
         let mut col = [[0f32; LANES]; 6];
         for (i, ci) in col.iter_mut().enumerate() {
             let at = ((6 * i + j) * c_out + o) * t_n + t;
             ci[..lanes].copy_from_slice(&m[at..at + lanes]);
         }
-        for (i, vals) in output_transform(&col).into_iter().enumerate() {
-            rows[i][j] = vals;
-        }
-    }
+        output_transform(&col)
+    });
+    let rows: [[Lanes; 6]; 4] = std::array::from_fn(|i| cols.map(|col| col[i]));
     for (i, row) in rows.iter().enumerate() {
         let y = y0 + i;
         if y >= h {
