@@ -1,7 +1,5 @@
 //! Frames between GStreamer and the model: packed 8-bit RGB with their timing, read from and written
 //! to GStreamer's packed RGB formats (the appsink's RGB, and the element's RGBA/BGRx/... in place).
-use std::time::Instant;
-
 use candle_core::{Device, Tensor};
 use gstreamer as gst;
 use gstreamer_video as gst_video;
@@ -21,8 +19,6 @@ pub struct Frame {
     pub duration: Option<gst::ClockTime>,
     /// Position in decode order, from 0.
     pub index: u64,
-    /// When the frame left the source, for latency statistics.
-    pub captured: Instant,
 }
 
 impl Frame {
@@ -63,7 +59,7 @@ impl Frame {
             }
         }
         let duration = frame.buffer().duration();
-        Ok(Frame { width, height, data, pts, duration, index, captured: Instant::now() })
+        Ok(Frame { width, height, data, pts, duration, index })
     }
 
     /// Writes this frame's pixels into the R, G and B bytes of `out` (same size, a [`PACKED_RGB`]
