@@ -253,3 +253,114 @@ impl Stages {
         self.failed.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// A 50 ms identity model that notes, for each frame, the index it received (read from the first
+    /// pixel), when it started, and when it had become ready for it (its previous return).
+    struct StandIn {
+        ready: Instant,
+        starts: Arc<Mutex<Vec<(u64, Instant, Instant)>>>,
+    }
+
+    impl Stylizer for StandIn {
+        fn stylize(&mut self, frame: &Tensor) -> candle_core::Result<Tensor> {
+            let start = Instant::now();
+            // Channel 0 of the first pixel holds the low byte of the index, channel 1 the high byte.
+            let byte = |c: usize| -> candle_core::Result<u64> {
+                Ok((frame.get(0)?.get(c)?.get(0)?.get(0)?.to_scalar::<f32>()? * 255.0).round() as u64)
+            };
+            let index = byte(0)? + 256 * byte(1)?;
+            self.starts.lock().unwrap().push((index, start, self.ready));
+            std::thread::sleep(Duration::from_millis(50));
+            self.ready = Instant::now();
+            Ok(frame.clone())
+        }
+
+        fn set_style(&mut self, _: &Tensor) -> candle_core::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A live 60 fps source on its own clock, as an appsink with `max-buffers=1 drop=true` presents
+    /// it: frame n is captured at `start + n / 60 s`, and a pull returns the newest frame captured so
+    /// far, or waits for the next one when that was already taken.
+    fn camera(start: Instant, interval: Duration, stop: Arc<AtomicBool>) -> Pull {
+        let mut last: Option<u64> = None;
+        Box::new(move || {
+            if stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            let newest = (start.elapsed().as_secs_f64() / interval.as_secs_f64()) as u64;
+            let n = match last {
+                Some(l) if newest <= l => l + 1,
+                _ => newest,
+            };
+            std::thread::sleep((start + interval * n as u32).saturating_duration_since(Instant::now()));
+            last = Some(n);
+            let (width, height) = (320, 240);
+            let mut data = vec![90; width * height * 3];
+            data[..2].copy_from_slice(&[(n % 256) as u8, (n / 256) as u8]);
+            let pts = Some(gst::ClockTime::from_nseconds((interval * n as u32).as_nanos() as u64));
+            Some(Ok(Frame { width, height, data, pts, duration: None, index: n }))
+        })
+    }
+
+    /// Issue 26's check: with a 50 ms stand-in at 60 fps, the frame the model receives is never older
+    /// than one frame interval plus its conversion when the model starts. (The file graph, which
+    /// converts ahead, fails it: "frame 1 reached the model after frame 3 was captured".)
+    #[test]
+    fn live_the_model_starts_on_a_frame_at_most_one_interval_plus_its_conversion_old() {
+        let interval = Duration::from_secs(1) / 60;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Stats::default());
+        let starts = Arc::new(Mutex::new(Vec::new()));
+        let pushed = Arc::new(Mutex::new(Vec::new()));
+        let start = Instant::now();
+        let record = pushed.clone();
+        let stages = Stages::spawn(
+            camera(start, interval, stop.clone()),
+            Box::new(StandIn { ready: start, starts: starts.clone() }),
+            None,
+            None,
+            Box::new(move |frame: Frame| {
+                record.lock().unwrap().push(frame.index);
+                Ok(())
+            }),
+            Box::new(|| {}),
+            stats.clone(),
+            stop.clone(),
+            true,
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        stop.store(true, Ordering::Relaxed);
+        stages.join().unwrap();
+
+        let starts = starts.lock().unwrap();
+        assert!(starts.len() >= 10, "the model ran: {} frames", starts.len());
+        let captured = |n: u64| start + interval * n as u32;
+        for &(index, started, ready) in starts.iter() {
+            // The newest frame captured when the model became ready: the model gets it or a later one.
+            let newest = ((ready - start).as_secs_f64() / interval.as_secs_f64()) as u64;
+            assert!(index >= newest, "frame {index} reached the model after frame {newest} was captured");
+            // So its age at the model's start is under one interval plus what the model's thread
+            // did between its frames: taking and converting this one.
+            let age = started.saturating_duration_since(captured(index));
+            let conversion = started - ready;
+            assert!(
+                age < interval + conversion,
+                "frame {index}: {age:?} old at the model's start, conversion {conversion:?}"
+            );
+        }
+        // A 50 ms model at 60 fps: most frames are never pulled, and every model output is pushed.
+        assert!(starts.windows(2).all(|w| w[1].0 > w[0].0), "frames reach the model in order");
+        assert!(starts.last().unwrap().0 > 2 * starts.len() as u64, "frames were skipped");
+        assert_eq!(pushed.lock().unwrap().len(), starts.len(), "every stylised frame reaches push");
+        assert_eq!(stats.frames_in.load(Ordering::Relaxed), starts.len() as u64);
+    }
+}
