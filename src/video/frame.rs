@@ -132,10 +132,21 @@ impl Frame {
     }
 
     /// The model input: `[1, 3, H, W]` f32 RGB in [0, 1].
+    ///
+    /// One pass over the bytes rather than candle's permute, cast and divide (three passes, two
+    /// temporaries): a live model waits for this conversion. Each value is computed as candle's
+    /// `/ 255.0` computes it (an affine map: times `1/255` rounded to f32, plus 0), so it is the same.
     pub fn to_tensor(&self, device: &Device) -> candle_core::Result<Tensor> {
-        let hwc = Tensor::from_slice(&self.data, (self.height, self.width, 3), device)?;
-        // [H, W, 3] u8 -> [1, 3, H, W] f32 / 255
-        (hwc.permute((2, 0, 1))?.to_dtype(candle_core::DType::F32)? / 255.0)?.unsqueeze(0)
+        let scale = (1.0f64 / 255.0) as f32;
+        let plane = self.width * self.height;
+        let mut chw = vec![0f32; 3 * plane];
+        // [H, W, 3] u8 -> [3, H, W] f32 / 255
+        for (i, pixel) in self.data.chunks_exact(3).enumerate() {
+            for (c, &value) in pixel.iter().enumerate() {
+                chw[c * plane + i] = f32::from(value) * scale + 0.0;
+            }
+        }
+        Tensor::from_vec(chw, (1, 3, self.height, self.width), device)
     }
 
     /// This frame's timing with new pixels from a `[1, 3, H, W]` model output (clamped, rounded).
@@ -251,6 +262,25 @@ mod tests {
         layout: Layout,
     ) -> (gst::Buffer, gst_video::VideoInfo) {
         buffer(format, |_, _| layout([0, 0, 0]))
+    }
+
+    #[test]
+    fn the_model_input_is_candles_permute_cast_and_divide_bit_for_bit() {
+        // Every byte value (37 is coprime with 256), in a frame that is not square.
+        let (width, height) = (19, 14);
+        let data: Vec<u8> = (0..width * height * 3).map(|i| (i * 37 % 256) as u8).collect();
+        let frame = Frame { width, height, data, pts: None, duration: None, index: 0 };
+        let ours = frame.to_tensor(&Device::Cpu).unwrap();
+        let hwc = Tensor::from_slice(&frame.data, (height, width, 3), &Device::Cpu).unwrap();
+        let candle = (hwc.permute((2, 0, 1)).unwrap().to_dtype(candle_core::DType::F32).unwrap() / 255.0)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        assert_eq!(ours.dims(), &[1, 3, height, width]);
+        let bits = |t: &Tensor| -> Vec<u32> {
+            t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
+        };
+        assert_eq!(bits(&ours), bits(&candle));
     }
 
     #[test]
