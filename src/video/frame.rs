@@ -149,10 +149,12 @@ impl Frame {
         Tensor::from_vec(chw, (1, 3, self.height, self.width), device)
     }
 
-    /// This frame's timing with new pixels from a `[1, 3, H, W]` model output (clamped, rounded).
+    /// This frame's timing with new pixels from a `[1, 3, H, W]` model output (clamped, rounded as
+    /// `image_io::to_rgb8` does, in one pass: a live frame waits for this too).
     pub fn with_pixels(&self, output: &Tensor) -> candle_core::Result<Frame> {
-        let rgb = crate::image_io::to_rgb8(output)?;
-        Ok(Frame { data: rgb.into_raw(), ..*self })
+        let output = output.to_dtype(candle_core::DType::F32)?;
+        let rgb = crate::ops::convert::planar_to_rgb8(&output, self.height, self.width)?;
+        Ok(Frame { data: rgb.flatten_all()?.to_vec1::<u8>()?, ..*self })
     }
 }
 
@@ -281,6 +283,17 @@ mod tests {
             t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
         };
         assert_eq!(bits(&ours), bits(&candle));
+    }
+
+    #[test]
+    fn new_pixels_are_image_io_to_rgb8_bit_for_bit() {
+        // Values below 0, above 1 and on every rounding edge of the 8-bit scale.
+        let (width, height) = (23, 11);
+        let values: Vec<f32> = (0..3 * width * height).map(|i| i as f32 / 512.0 - 0.1).collect();
+        let output = Tensor::from_vec(values, (1, 3, height, width), &Device::Cpu).unwrap();
+        let frame = Frame { width, height, data: Vec::new(), pts: None, duration: None, index: 0 };
+        let ours = frame.with_pixels(&output).unwrap().data;
+        assert_eq!(ours, crate::image_io::to_rgb8(&output).unwrap().into_raw());
     }
 
     #[test]
