@@ -17,19 +17,24 @@ seconds=${2:-10}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-bench_exe() { # bench_exe DIR -> the live_latency bench built from the crate in DIR (dev profile)
-  (cd "$1" && cargo bench --profile dev --bench live_latency --no-run --message-format=json) \
-    | python3 -c "import json,sys; print([m['executable'] for m in map(json.loads, sys.stdin) if m.get('reason') == 'compiler-artifact' and m['target']['name'] == 'live_latency' and m.get('executable')][-1])"
+bench_exe() { # bench_exe DIR NAME: builds the live_latency bench of the crate in DIR (dev profile) and
+  # copies it to $work/NAME (both crates build into the same file of the target directory)
+  local exe
+  exe=$( (cd "$1" && cargo bench --profile dev --bench live_latency --no-run --message-format=json) \
+    | python3 -c "import json,sys; print([m['executable'] for m in map(json.loads, sys.stdin) if m.get('reason') == 'compiler-artifact' and m['target']['name'] == 'live_latency' and m.get('executable')][-1])")
+  cp "$exe" "$work/$2"
 }
 
-now=$(bench_exe .)
+bench_exe . now
+now=$work/now
 before=
 if [ -n "${BEFORE:-}" ]; then
   mkdir "$work/before"
   git archive "$BEFORE" | tar -x -C "$work/before"
   sed 's/s\.latency_p99/f64::NAN/' benches/live_latency.rs >"$work/before/benches/live_latency.rs"
   printf '\n[[bench]]\nname = "live_latency"\nharness = false\nrequired-features = ["gst-plugin"]\n' >>"$work/before/Cargo.toml"
-  before=$(bench_exe "$work/before")
+  bench_exe "$work/before" before-bench
+  before=$work/before-bench
 fi
 
 for path in ${PATHS:-appsink element}; do

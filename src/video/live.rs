@@ -212,7 +212,8 @@ impl Arrivals {
         latencies.push_back(seconds);
     }
 
-    /// p50, p95 and p99 of the recent latencies in seconds (nearest rank; zeros before any frame).
+    /// p50, p95 and p99 of the recent latencies in seconds: the samples at rank `round((n - 1) q)`
+    /// of the sorted window (zeros before any frame).
     pub fn percentiles(&self) -> [f64; 3] {
         let mut l: Vec<f64> =
             self.latencies.lock().unwrap_or_else(PoisonError::into_inner).iter().copied().collect();
@@ -505,5 +506,20 @@ mod tests {
         assert_eq!("v4l2:/dev/video10".parse::<Sink>().unwrap(), Sink::V4l2("/dev/video10".into()));
         assert_eq!("srt://127.0.0.1:9000".parse::<Sink>().unwrap(), Sink::Srt("srt://127.0.0.1:9000".into()));
         assert!("ftp://x".parse::<Sink>().is_err());
+    }
+
+    #[test]
+    fn latency_percentiles_cover_the_most_recent_window() {
+        let arrivals = Arrivals::default();
+        assert_eq!(arrivals.percentiles(), [0.0; 3]);
+        // 500 slow frames that leave the 1024-frame window, then 1..=1024 ms in a shuffled order.
+        for _ in 0..500 {
+            arrivals.record(9.0);
+        }
+        for i in 0..1024u32 {
+            arrivals.record(f64::from(i * 613 % 1024 + 1) / 1e3);
+        }
+        // Ranks round(1023 q): 512, 972 and 1013, holding 513, 973 and 1014 ms.
+        assert_eq!(arrivals.percentiles(), [0.513, 0.973, 1.014]);
     }
 }
