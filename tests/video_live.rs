@@ -131,7 +131,8 @@ fn stats_json_reports_counts_rates_and_latency_percentiles() {
         .unwrap();
     assert!(status.success());
     let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let number = |path: &str| stats.pointer(path).and_then(|v| v.as_f64()).unwrap_or_else(|| panic!("{path}"));
+    let number =
+        |path: &str| stats.pointer(path).and_then(|v| v.as_f64()).unwrap_or_else(|| panic!("{path}"));
     // 2 s of a 30 fps source (allowing a loaded machine), the identity keeping up with most of it.
     assert!((40.0..=70.0).contains(&number("/frames_in")), "{stats}");
     assert!(number("/frames_out") + number("/dropped") <= number("/frames_in"), "{stats}");
