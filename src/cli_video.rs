@@ -154,6 +154,10 @@ pub struct StreamArgs {
     /// Replace the output file of `--sink file:PATH` if it exists.
     #[arg(long)]
     pub overwrite: bool,
+    /// At the end, write the run's stats to this JSON file: frames in/out, fps in/out, drops, and the
+    /// capture-to-sink latency p50/p95/p99 in milliseconds.
+    #[arg(long, value_name = "FILE")]
+    pub stats_json: Option<PathBuf>,
     #[command(flatten)]
     pub consistency: ConsistencyArgs,
 }
@@ -338,5 +342,9 @@ pub fn stream(args: StreamArgs) -> Result<()> {
         crate::interrupt::flag("stopping the stream"),
     )?;
     eprintln!("done: {stats}");
+    if let Some(path) = &args.stats_json {
+        let json = serde_json::to_string_pretty(&stats.to_json())?;
+        std::fs::write(path, json + "\n").with_context(|| format!("{}: cannot write", path.display()))?;
+    }
     Ok(())
 }

@@ -353,6 +353,9 @@ fn stream_runs_an_element_pipeline_with_the_cli_model_and_monitor() {
         live::run(&opts, Some(file.to_str().unwrap()), stylizer, &|_| {}, &AtomicBool::new(false)).unwrap();
     // 3 s of a 30 fps live source, every frame through the fast identity (allowing a loaded machine).
     assert!(stats.frames_in >= 60 && stats.frames_out + 2 >= stats.frames_in / 2, "{stats}");
+    // Capture-to-sink latency is measured at the element's output (the queue and the element included).
+    let latency = [stats.latency_p50, stats.latency_p95, stats.latency_p99];
+    assert!(0.0 < latency[0] && latency[0] <= latency[1] && latency[1] <= latency[2], "{stats}");
     // The monitor posts every 30 frames; the identity's warping error is the source's.
     let (styled, source) = stats.e_warp.expect("a monitor reading");
     assert_eq!(styled, source, "{stats}");

@@ -59,7 +59,16 @@ fn a_slow_model_drops_frames_keeps_latency_bounded_and_memory_flat() {
     let out_fps = stats.frames_out as f64 / stats.seconds;
     assert!((10.0..=21.0).contains(&out_fps), "the model's pace: {stats}");
     assert!(stats.dropped as f64 > 0.5 * stats.frames_in as f64, "drops counted: {stats}");
-    assert!(stats.latency_p95 < 0.25, "latency bounded to about one model step: {stats}");
+    // Capture to sink is one model pass plus up to one frame interval (77 ms at p50 by issue 26's
+    // target; the graph that queued converted frames measured 116 ms): bounds with room for a loaded
+    // machine. The stage graph's own test checks the frame's age at the model structurally.
+    assert!(stats.latency_p50 < 0.1, "about one model step behind the camera: {stats}");
+    assert!(stats.latency_p95 < 0.15, "{stats}");
+    assert!(stats.latency_p50 <= stats.latency_p95 && stats.latency_p95 <= stats.latency_p99, "{stats}");
+    // Every frame is counted: out, dropped, or one of the few in flight at the end.
+    // (In flight: one frame in each of the appsink, the model, post-process, push and the two mailboxes.)
+    let counted = stats.frames_out + stats.dropped;
+    assert!(counted <= stats.frames_in && stats.frames_in - counted <= 6, "{stats}");
     // Memory after warm-up (10 s) against the end: flat within 20 MB.
     let warm = samples.iter().find(|(s, _)| s.seconds >= 10.0).unwrap().1;
     let end = samples.last().unwrap().1;
@@ -108,4 +117,29 @@ fn rewriting_the_style_file_switches_the_style_without_restarting() {
     writer.join().unwrap();
     assert_eq!(changes.load(std::sync::atomic::Ordering::SeqCst), 1, "{stats}");
     assert!(stats.frames_out > 60, "frames kept flowing: {stats}");
+}
+
+#[test]
+fn stats_json_reports_counts_rates_and_latency_percentiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("stats.json");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_stylestream"))
+        .args(["stream", "--source", "test", "--sink", "null", "--model", "identity"])
+        .args(["--size", "64x48", "--fps", "30", "--duration", "2", "--stats-json"])
+        .arg(&json)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let number =
+        |path: &str| stats.pointer(path).and_then(|v| v.as_f64()).unwrap_or_else(|| panic!("{path}"));
+    // 2 s of a 30 fps source (allowing a loaded machine), the identity keeping up with most of it.
+    assert!((40.0..=70.0).contains(&number("/frames_in")), "{stats}");
+    assert!(number("/frames_out") + number("/dropped") <= number("/frames_in"), "{stats}");
+    assert!(number("/frames_out") >= 30.0, "{stats}");
+    let fps_out = number("/frames_out") / number("/seconds");
+    assert!((number("/fps_out") - fps_out).abs() < 1e-9, "{stats}");
+    let (p50, p95, p99) = (number("/latency_ms/p50"), number("/latency_ms/p95"), number("/latency_ms/p99"));
+    // Milliseconds from capture to sink: above 0, and far under a second for the identity.
+    assert!(0.0 < p50 && p50 <= p95 && p95 <= p99 && p99 < 1000.0, "{stats}");
 }

@@ -4,79 +4,41 @@
 use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
 use super::{Stylestream, MONITOR_MESSAGE};
-use crate::video::live::{LiveOptions, LiveStats};
+use crate::video::live::{Arrivals, LiveOptions, LiveStats};
 use crate::video::pipeline::{drive_live, startup_error, LiveHooks};
 use crate::video::{Stylizer, VideoError};
 
 /// Frames between two monitor messages: about one a second at 30 fps, the CLI's stats-line pace.
 const MONITOR_EVERY: u32 = 30;
-/// Recent latencies kept for the percentiles.
-const LATENCY_WINDOW: usize = 256;
 
 /// The `stylestream` element of a parsed description, if it has one.
 pub fn find(pipeline: &gst::Pipeline) -> Option<Stylestream> {
     pipeline.iterate_recurse().into_iter().flatten().find_map(|e| e.downcast::<Stylestream>().ok())
 }
 
-/// Counts buffers through a pad and, at the element's output, how late they are.
-#[derive(Default)]
-struct Counters {
-    frames_in: AtomicU64,
-    frames_out: AtomicU64,
-    /// Running time at the element's output minus the buffer's pts (a live source stamps buffers
-    /// with the running time of capture), seconds.
-    latencies: Mutex<Vec<f64>>,
-}
-
-impl Counters {
-    fn latency_percentiles(&self) -> (f64, f64) {
-        let mut l = self.latencies.lock().map(|l| l.clone()).unwrap_or_default();
-        if l.is_empty() {
-            return (0.0, 0.0);
-        }
-        l.sort_by(f64::total_cmp);
-        let at = |q: f64| l[((l.len() - 1) as f64 * q).round() as usize];
-        (at(0.5), at(0.95))
-    }
-}
-
 /// Counts frames in where they enter the queue before the element (so frames the leaky queue drops
-/// count as dropped), else at the element's input; frames out and their latency at its output.
-fn count(element: &Stylestream, counters: &Arc<Counters>) {
+/// count as dropped), else at the element's input; frames out and their capture-to-sink latency at
+/// its output (the queue's wait and the element's processing included).
+fn count(element: &Stylestream, frames_in: &Arc<AtomicU64>, arrivals: &Arc<Arrivals>) {
     let sink = element.static_pad("sink").expect("a filter has a sink pad");
     let queue = sink
         .peer()
         .and_then(|p| p.parent_element())
         .filter(|e| e.factory().is_some_and(|f| f.name() == "queue"));
     let input = queue.and_then(|q| q.static_pad("sink")).unwrap_or(sink);
-    let c = counters.clone();
+    let c = frames_in.clone();
     input.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-        c.frames_in.fetch_add(1, Ordering::Relaxed);
+        c.fetch_add(1, Ordering::Relaxed);
         gst::PadProbeReturn::Ok
     });
-    let c = counters.clone();
-    let weak = element.downgrade();
-    let src = element.static_pad("src").expect("a filter has a src pad");
-    src.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-        c.frames_out.fetch_add(1, Ordering::Relaxed);
-        let now = weak.upgrade().and_then(|e| e.current_running_time());
-        if let (Some(now), Some(pts)) = (now, info.buffer().and_then(|b| b.pts())) {
-            if let Ok(mut l) = c.latencies.lock() {
-                if l.len() == LATENCY_WINDOW {
-                    l.remove(0);
-                }
-                l.push(now.saturating_sub(pts).seconds_f64());
-            }
-        }
-        gst::PadProbeReturn::Ok
-    });
+    arrivals.watch(&element.static_pad("src").expect("a filter has a src pad"), element.upcast_ref());
 }
 
 /// Runs an element pipeline until `interrupt`, the duration, or the end of the source, with the
@@ -108,16 +70,17 @@ pub fn run(
     element.set_property("style-size", opts.style_size);
     element.set_property("stabilize", opts.consistency.stabilize);
     element.set_property("monitor", if opts.consistency.monitor { MONITOR_EVERY } else { 0 });
-    let counters = Arc::new(Counters::default());
-    count(element, &counters);
+    let frames_in = Arc::new(AtomicU64::new(0));
+    let arrivals = Arc::new(Arrivals::default());
+    count(element, &frames_in, &arrivals);
 
     pipeline.set_state(gst::State::Playing).map_err(|_| startup_error(pipeline))?;
     let started = Instant::now();
     let e_warp = Cell::new(None);
     let snapshot = |e_warp: Option<(f64, f64)>| {
-        let frames_in = counters.frames_in.load(Ordering::Relaxed);
-        let frames_out = counters.frames_out.load(Ordering::Relaxed);
-        let (latency_p50, latency_p95) = counters.latency_percentiles();
+        let frames_in = frames_in.load(Ordering::Relaxed);
+        let frames_out = arrivals.frames();
+        let [latency_p50, latency_p95, latency_p99] = arrivals.percentiles();
         LiveStats {
             seconds: started.elapsed().as_secs_f64(),
             frames_in,
@@ -126,6 +89,7 @@ pub fn run(
             dropped: frames_in.saturating_sub(frames_out + 2),
             latency_p50,
             latency_p95,
+            latency_p99,
             e_warp,
         }
     };

@@ -1,7 +1,5 @@
 //! Frames between GStreamer and the model: packed 8-bit RGB with their timing, read from and written
 //! to GStreamer's packed RGB formats (the appsink's RGB, and the element's RGBA/BGRx/... in place).
-use std::time::Instant;
-
 use candle_core::{Device, Tensor};
 use gstreamer as gst;
 use gstreamer_video as gst_video;
@@ -21,8 +19,6 @@ pub struct Frame {
     pub duration: Option<gst::ClockTime>,
     /// Position in decode order, from 0.
     pub index: u64,
-    /// When the frame left the source, for latency statistics.
-    pub captured: Instant,
 }
 
 impl Frame {
@@ -63,7 +59,7 @@ impl Frame {
             }
         }
         let duration = frame.buffer().duration();
-        Ok(Frame { width, height, data, pts, duration, index, captured: Instant::now() })
+        Ok(Frame { width, height, data, pts, duration, index })
     }
 
     /// Writes this frame's pixels into the R, G and B bytes of `out` (same size, a [`PACKED_RGB`]
@@ -136,16 +132,29 @@ impl Frame {
     }
 
     /// The model input: `[1, 3, H, W]` f32 RGB in [0, 1].
+    ///
+    /// One pass over the bytes rather than candle's permute, cast and divide (three passes, two
+    /// temporaries): a live model waits for this conversion. Each value is computed as candle's
+    /// `/ 255.0` computes it (an affine map: times `1/255` rounded to f32, plus 0), so it is the same.
     pub fn to_tensor(&self, device: &Device) -> candle_core::Result<Tensor> {
-        let hwc = Tensor::from_slice(&self.data, (self.height, self.width, 3), device)?;
-        // [H, W, 3] u8 -> [1, 3, H, W] f32 / 255
-        (hwc.permute((2, 0, 1))?.to_dtype(candle_core::DType::F32)? / 255.0)?.unsqueeze(0)
+        let scale = (1.0f64 / 255.0) as f32;
+        let plane = self.width * self.height;
+        let mut chw = vec![0f32; 3 * plane];
+        // [H, W, 3] u8 -> [3, H, W] f32 / 255
+        for (i, pixel) in self.data.chunks_exact(3).enumerate() {
+            for (c, &value) in pixel.iter().enumerate() {
+                chw[c * plane + i] = f32::from(value) * scale + 0.0;
+            }
+        }
+        Tensor::from_vec(chw, (1, 3, self.height, self.width), device)
     }
 
-    /// This frame's timing with new pixels from a `[1, 3, H, W]` model output (clamped, rounded).
+    /// This frame's timing with new pixels from a `[1, 3, H, W]` model output (clamped, rounded as
+    /// `image_io::to_rgb8` does, in one pass: a live frame waits for this too).
     pub fn with_pixels(&self, output: &Tensor) -> candle_core::Result<Frame> {
-        let rgb = crate::image_io::to_rgb8(output)?;
-        Ok(Frame { data: rgb.into_raw(), ..*self })
+        let output = output.to_dtype(candle_core::DType::F32)?;
+        let rgb = crate::ops::convert::planar_to_rgb8(&output, self.height, self.width)?;
+        Ok(Frame { data: rgb.flatten_all()?.to_vec1::<u8>()?, ..*self })
     }
 }
 
@@ -255,6 +264,36 @@ mod tests {
         layout: Layout,
     ) -> (gst::Buffer, gst_video::VideoInfo) {
         buffer(format, |_, _| layout([0, 0, 0]))
+    }
+
+    #[test]
+    fn the_model_input_is_candles_permute_cast_and_divide_bit_for_bit() {
+        // Every byte value (37 is coprime with 256), in a frame that is not square.
+        let (width, height) = (19, 14);
+        let data: Vec<u8> = (0..width * height * 3).map(|i| (i * 37 % 256) as u8).collect();
+        let frame = Frame { width, height, data, pts: None, duration: None, index: 0 };
+        let ours = frame.to_tensor(&Device::Cpu).unwrap();
+        let hwc = Tensor::from_slice(&frame.data, (height, width, 3), &Device::Cpu).unwrap();
+        let candle = (hwc.permute((2, 0, 1)).unwrap().to_dtype(candle_core::DType::F32).unwrap() / 255.0)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        assert_eq!(ours.dims(), &[1, 3, height, width]);
+        let bits = |t: &Tensor| -> Vec<u32> {
+            t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
+        };
+        assert_eq!(bits(&ours), bits(&candle));
+    }
+
+    #[test]
+    fn new_pixels_are_image_io_to_rgb8_bit_for_bit() {
+        // Values below 0, above 1 and on every rounding edge of the 8-bit scale.
+        let (width, height) = (23, 11);
+        let values: Vec<f32> = (0..3 * width * height).map(|i| i as f32 / 512.0 - 0.1).collect();
+        let output = Tensor::from_vec(values, (1, 3, height, width), &Device::Cpu).unwrap();
+        let frame = Frame { width, height, data: Vec::new(), pts: None, duration: None, index: 0 };
+        let ours = frame.with_pixels(&output).unwrap().data;
+        assert_eq!(ours, crate::image_io::to_rgb8(&output).unwrap().into_raw());
     }
 
     #[test]

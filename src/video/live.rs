@@ -1,10 +1,13 @@
 //! Live mode: a camera, test pattern or network stream through the model to a window, a virtual
-//! camera, a file, RTMP or SRT. The source never waits for the model: the appsink keeps only the newest
-//! frame (older ones are dropped and counted), so latency stays bounded when the model is slower than
-//! the source. The style can be replaced while running by rewriting the style file.
+//! camera, a file, RTMP or SRT. Nothing waits for the model: the appsink keeps only the newest frame,
+//! the model takes it when it is ready, every later hand-over up to the sink is a one-slot mailbox
+//! (the appsrc's queue included), and replaced frames are counted as dropped. A frame reaches the sink
+//! about one model pass after its capture, however slow the model. The style can be replaced while
+//! running by rewriting the style file.
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use candle_core::{Device, Tensor};
@@ -104,33 +107,121 @@ pub struct LiveStats {
     pub seconds: f64,
     /// Frames the source produced.
     pub frames_in: u64,
-    /// Frames written to the sink.
+    /// Frames that reached the sink side.
     pub frames_out: u64,
-    /// Frames dropped because the model was busy.
+    /// Frames dropped because a stage (the model, mostly) was busy.
     pub dropped: u64,
-    /// Source-to-sink latency percentiles over the recent frames, seconds.
+    /// Capture-to-sink latency percentiles over the recent frames ([`Arrivals`]), seconds; 0 before
+    /// the first frame.
     pub latency_p50: f64,
     pub latency_p95: f64,
+    pub latency_p99: f64,
     /// Rolling warping error of the output (and of the source, the flow's floor), with `--monitor`.
     pub e_warp: Option<(f64, f64)>,
 }
 
+impl LiveStats {
+    pub fn fps_in(&self) -> f64 {
+        self.frames_in as f64 / self.seconds.max(1e-9)
+    }
+
+    pub fn fps_out(&self) -> f64 {
+        self.frames_out as f64 / self.seconds.max(1e-9)
+    }
+
+    /// The summary `stream --stats-json` writes: counts, rates, latency percentiles in milliseconds.
+    pub fn to_json(&self) -> serde_json::Value {
+        let ms = |s: f64| s * 1e3;
+        serde_json::json!({
+            "seconds": self.seconds,
+            "frames_in": self.frames_in,
+            "frames_out": self.frames_out,
+            "dropped": self.dropped,
+            "fps_in": self.fps_in(),
+            "fps_out": self.fps_out(),
+            "latency_ms": {
+                "p50": ms(self.latency_p50),
+                "p95": ms(self.latency_p95),
+                "p99": ms(self.latency_p99),
+                "frames": format!("the last {LATENCY_WINDOW} frames out at most"),
+                "from": "capture: the buffer's pts, a running time on the pipeline clock",
+                "to": "the sink side: the appsrc's output, or the stylestream element's",
+            },
+            "e_warp": self.e_warp.map(|(styled, source)| serde_json::json!({"styled": styled, "source": source})),
+        })
+    }
+}
+
 impl std::fmt::Display for LiveStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let t = self.seconds.max(1e-9);
         write!(
             f,
-            "fps in {:.1} | fps out {:.1} | latency p50 {:.0} ms p95 {:.0} ms | dropped {}",
-            self.frames_in as f64 / t,
-            self.frames_out as f64 / t,
+            "fps in {:.1} | fps out {:.1} | latency p50 {:.0} ms p95 {:.0} ms p99 {:.0} ms | dropped {}",
+            self.fps_in(),
+            self.fps_out(),
             self.latency_p50 * 1e3,
             self.latency_p95 * 1e3,
+            self.latency_p99 * 1e3,
             self.dropped
         )?;
         match self.e_warp {
             Some((styled, source)) => write!(f, " | E_warp {styled:.5} (source {source:.5})"),
             None => Ok(()),
         }
+    }
+}
+
+/// Latency samples kept for the percentiles: the most recent frames.
+const LATENCY_WINDOW: usize = 1024;
+
+/// Frames reaching the sink side of a live pipeline and how late each was: the running time when it
+/// got there minus its pts. A live source stamps each buffer with the running time of its capture on
+/// the pipeline clock, so this is capture-to-sink latency on the source's own clock, every queue and
+/// the model included.
+#[derive(Debug, Default)]
+pub struct Arrivals {
+    frames: AtomicU64,
+    latencies: Mutex<VecDeque<f64>>,
+}
+
+impl Arrivals {
+    /// Counts every buffer leaving `pad`, timed by the running time of `element` (in the pipeline).
+    pub fn watch(self: &Arc<Self>, pad: &gst::Pad, element: &gst::Element) {
+        let arrivals = self.clone();
+        let element = element.downgrade();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            arrivals.frames.fetch_add(1, Ordering::Relaxed);
+            let now = element.upgrade().and_then(|e| e.current_running_time());
+            if let (Some(now), Some(pts)) = (now, info.buffer().and_then(|b| b.pts())) {
+                arrivals.record(now.saturating_sub(pts).seconds_f64());
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+
+    /// Buffers counted so far.
+    pub fn frames(&self) -> u64 {
+        self.frames.load(Ordering::Relaxed)
+    }
+
+    fn record(&self, seconds: f64) {
+        let mut latencies = self.latencies.lock().unwrap_or_else(PoisonError::into_inner);
+        if latencies.len() == LATENCY_WINDOW {
+            latencies.pop_front();
+        }
+        latencies.push_back(seconds);
+    }
+
+    /// p50, p95 and p99 of the recent latencies in seconds: the samples at rank `round((n - 1) q)`
+    /// of the sorted window (zeros before any frame).
+    pub fn percentiles(&self) -> [f64; 3] {
+        let mut l: Vec<f64> =
+            self.latencies.lock().unwrap_or_else(PoisonError::into_inner).iter().copied().collect();
+        if l.is_empty() {
+            return [0.0; 3];
+        }
+        l.sort_by(f64::total_cmp);
+        [0.5, 0.95, 0.99].map(|q| l[((l.len() - 1) as f64 * q).round() as usize])
     }
 }
 
@@ -218,7 +309,7 @@ fn description(
     let sync = matches!(opts.source, Source::Uri(_));
     Ok(format!(
         "{} ! videoconvert ! video/x-raw,format=RGB ! appsink name=frames sync={sync} max-buffers=1 drop=true wait-on-eos=false\n\
-         appsrc name=styled format=time is-live=true ! queue leaky=downstream max-size-buffers=2 ! {}",
+         appsrc name=styled format=time is-live=true ! {}",
         source_fragment(&opts.source, opts.size, opts.fps),
         sink_fragment(&opts.sink, tmp)?
     ))
@@ -301,6 +392,13 @@ fn drive(
             gst::PadProbeReturn::Ok
         },
     );
+    // The sink side is a one-slot mailbox too: a frame the sink is not ready for yet is replaced by
+    // the next one rather than queued behind it (whatever the description says about the appsrc).
+    appsrc.set_max_bytes(0);
+    appsrc.set_max_buffers(1);
+    appsrc.set_leaky_type(gst_app::AppLeakyType::Downstream);
+    let arrivals = Arc::new(Arrivals::default());
+    arrivals.watch(&appsrc.static_pad("src").expect("appsrc has a src pad"), appsrc.upcast_ref());
 
     let stats = Arc::new(Stats::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -321,8 +419,9 @@ fn drive(
             }),
         }
     });
+    let finish_src = appsrc.clone();
     let finish = Box::new(move || {
-        let _ = appsrc.end_of_stream();
+        let _ = finish_src.end_of_stream();
     });
 
     pipeline.set_state(gst::State::Playing).map_err(|_| startup_error(pipeline))?;
@@ -335,15 +434,22 @@ fn drive(
     let snapshot = || {
         let frames_in = produced.load(Ordering::Relaxed);
         let pulled = stats.frames_in.load(Ordering::Relaxed);
-        let (latency_p50, latency_p95) = stats.latency_percentiles().unwrap_or((0.0, 0.0));
+        let pushed = stats.frames_out.load(Ordering::Relaxed);
+        let frames_out = arrivals.frames();
+        let [latency_p50, latency_p95, latency_p99] = arrivals.percentiles();
+        // Dropped where each happens: never pulled from the appsink (one may still wait there),
+        // replaced in a mailbox between the stages, replaced in the appsrc's slot.
+        let dropped = frames_in.saturating_sub(pulled + 1)
+            + stats.skipped.load(Ordering::Relaxed)
+            + pushed.saturating_sub(frames_out + appsrc.current_level_buffers());
         LiveStats {
             seconds: started.elapsed().as_secs_f64(),
             frames_in,
-            frames_out: stats.frames_out.load(Ordering::Relaxed),
-            // One frame may be waiting in the appsink: not dropped yet.
-            dropped: frames_in.saturating_sub(pulled + 1) + stats.skipped.load(Ordering::Relaxed),
+            frames_out,
+            dropped,
             latency_p50,
             latency_p95,
+            latency_p99,
             e_warp: reading(&monitor).and_then(|r| r.rolling_e_warp_stylised.zip(r.rolling_e_warp_source)),
         }
     };
@@ -400,5 +506,20 @@ mod tests {
         assert_eq!("v4l2:/dev/video10".parse::<Sink>().unwrap(), Sink::V4l2("/dev/video10".into()));
         assert_eq!("srt://127.0.0.1:9000".parse::<Sink>().unwrap(), Sink::Srt("srt://127.0.0.1:9000".into()));
         assert!("ftp://x".parse::<Sink>().is_err());
+    }
+
+    #[test]
+    fn latency_percentiles_cover_the_most_recent_window() {
+        let arrivals = Arrivals::default();
+        assert_eq!(arrivals.percentiles(), [0.0; 3]);
+        // 500 slow frames that leave the 1024-frame window, then 1..=1024 ms in a shuffled order.
+        for _ in 0..500 {
+            arrivals.record(9.0);
+        }
+        for i in 0..1024u32 {
+            arrivals.record(f64::from(i * 613 % 1024 + 1) / 1e3);
+        }
+        // Ranks round(1023 q): 512, 972 and 1013, holding 513, 973 and 1014 ms.
+        assert_eq!(arrivals.percentiles(), [0.513, 0.973, 1.014]);
     }
 }

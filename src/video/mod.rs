@@ -1,6 +1,6 @@
 //! Video through the model with GStreamer: decode -> appsink "frames" -> stage graph (pre-process,
-//! stylise, post-process on their own threads, joined by bounded crossbeam channels) -> appsrc "styled"
-//! -> encode/mux/sink.
+//! stylise, post-process on their own threads, joined by bounded queues for files and one-slot
+//! mailboxes for live sources, `link`) -> appsrc "styled" -> encode/mux/sink.
 //!
 //! - [`file`]: one file to one file (audio kept, timestamps kept, temp name + rename, interrupt-safe).
 //! - [`batch`]: many files to a folder, resumable; [`shard`] splits a batch over workers, [`manifest`]
@@ -10,6 +10,7 @@ pub mod batch;
 pub mod consistency;
 pub mod file;
 pub mod frame;
+mod link;
 pub mod live;
 pub mod manifest;
 pub mod pipeline;
