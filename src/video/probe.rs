@@ -14,6 +14,8 @@ const DISCOVER_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(15);
 /// The streams of a file.
 #[derive(Debug, Clone)]
 pub struct MediaInfo {
+    /// The picture as a viewer shows it: the coded size stretched to square pixels (pixel aspect
+    /// ratio), then turned by the orientation tag (a phone's portrait video is coded landscape).
     pub width: u32,
     pub height: u32,
     /// Nominal frame rate (0/1 when variable or unknown).
@@ -41,6 +43,21 @@ pub fn file_uri(path: &Path) -> Result<String, VideoError> {
         .map_err(|e| VideoError::Input { path: path.to_path_buf(), reason: e.to_string() })
 }
 
+/// The size a viewer shows a `width x height` picture at: widened (or narrowed) to square pixels,
+/// as players do, then with the sides swapped when the `image-orientation` tag turns it a quarter.
+fn displayed_size(width: u32, height: u32, par: gst::Fraction, orientation: Option<&str>) -> (u32, u32) {
+    let (n, d) = (par.numer(), par.denom());
+    let width = if n > 0 && d > 0 {
+        ((width as u64 * n as u64 + d as u64 / 2) / d as u64).max(1) as u32
+    } else {
+        width
+    };
+    match orientation {
+        Some("rotate-90" | "rotate-270" | "flip-rotate-90" | "flip-rotate-270") => (height, width),
+        _ => (width, height),
+    }
+}
+
 /// Reads the streams of a local file; errors name the file and say why it cannot be used.
 pub fn probe(path: &Path) -> Result<MediaInfo, VideoError> {
     if !path.exists() {
@@ -54,11 +71,26 @@ pub fn probe(path: &Path) -> Result<MediaInfo, VideoError> {
     let video = info.video_streams().into_iter().find(|v| !v.is_image());
     let video = video.ok_or_else(|| bad("has no video stream".into()))?;
     let audio = info.audio_streams().into_iter().next().and_then(|a| a.caps());
-    Ok(MediaInfo {
-        width: video.width(),
-        height: video.height(),
-        framerate: video.framerate(),
-        duration: info.duration(),
-        audio,
-    })
+    let orientation =
+        video.tags().and_then(|t| t.get::<gst::tags::ImageOrientation>().map(|o| o.get().to_owned()));
+    let (width, height) = displayed_size(video.width(), video.height(), video.par(), orientation.as_deref());
+    Ok(MediaInfo { width, height, framerate: video.framerate(), duration: info.duration(), audio })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn displayed_size_applies_pixel_aspect_then_orientation() {
+        let square = gst::Fraction::new(1, 1);
+        assert_eq!(displayed_size(320, 180, square, None), (320, 180));
+        assert_eq!(displayed_size(320, 180, square, Some("rotate-90")), (180, 320));
+        assert_eq!(displayed_size(320, 180, square, Some("rotate-180")), (320, 180));
+        assert_eq!(displayed_size(320, 180, square, Some("flip-rotate-270")), (180, 320));
+        // DVD PAL 16:9: 720x576 with 64:45 pixels shows at 1024x576.
+        assert_eq!(displayed_size(720, 576, gst::Fraction::new(64, 45), None), (1024, 576));
+        assert_eq!(displayed_size(720, 576, gst::Fraction::new(64, 45), Some("rotate-270")), (576, 1024));
+        assert_eq!(displayed_size(320, 180, gst::Fraction::new(0, 1), None), (320, 180));
+    }
 }
