@@ -243,7 +243,14 @@ pub fn transcode(
     }
     let info = probe(&job.input)?;
     let tmp = temp_sibling(&job.output);
-    let result = run(job, container, &info, &tmp, stylizer, progress, interrupt);
+    let result = run(job, container, &info, &tmp, stylizer, progress, interrupt).and_then(|report| {
+        // A video track without a single frame (a recording that never started) would give a file
+        // with no picture at all.
+        if report.frames == 0 && !report.interrupted {
+            return Err(VideoError::Input { path: job.input.clone(), reason: "has no video frames".into() });
+        }
+        Ok(report)
+    });
     match result {
         Ok(report) => {
             std::fs::rename(&tmp, &job.output).map_err(|e| {
