@@ -122,3 +122,190 @@ fn rotated_phone_video_comes_out_upright_at_the_displayed_size() {
         }
     }
 }
+
+#[test]
+fn webm_mov_and_mpeg_ts_inputs_keep_timing_and_their_audio() {
+    let dir = tempfile::tempdir().unwrap();
+    let picture =
+        ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=sample_rate=48000"];
+    // (input, its codecs, output, the audio codec the output must carry)
+    let cases: [(&str, &[&str], &str, &str); 4] = [
+        ("vp9.webm", &["-c:v", "libvpx-vp9", "-deadline", "realtime", "-c:a", "libopus"], "vp9.mkv", "opus"),
+        ("vp8.webm", &["-c:v", "libvpx", "-deadline", "realtime", "-c:a", "libvorbis"], "vp8.mkv", "vorbis"),
+        ("phone.mov", &["-c:v", "libx264", "-c:a", "aac"], "mov.mp4", "aac"),
+        // MPEG-TS starts at 1.4 s and carries MPEG-1 Layer II audio in chunks the parser times.
+        // MP4 has one object type for MPEG-1 audio, which FFmpeg calls mp3 (and decodes the Layer II).
+        ("broadcast.ts", &["-c:v", "libx264", "-c:a", "mp2"], "ts.mp4", "mp3"),
+    ];
+    for (name, codecs, out, audio) in cases {
+        let input = dir.path().join(name);
+        let mut args = picture.to_vec();
+        args.extend_from_slice(&["-t", "1"]);
+        args.extend_from_slice(codecs);
+        args.push(arg(&input));
+        ffmpeg_cli(&args);
+        let out = dir.path().join(out);
+        identity(&input, &out);
+        let (source, p) = (ffprobe(&input), ffprobe(&out));
+        assert_eq!((p.width, p.height), (320, 240), "{name}");
+        assert_same_timing(&source, &p, 25.0);
+        assert_eq!(p.audio_codecs, [audio], "{name}");
+        assert!((p.audio_seconds - source.audio_seconds).abs() < 0.05, "{name}: {p:?} vs {source:?}");
+    }
+}
+
+#[test]
+fn variable_rate_pixel_aspect_10_bit_422_and_a_single_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    // 10 frames at 25 fps, then 5 at 10 fps: the times are kept frame by frame. (Matroska: FFmpeg's
+    // MP4 edit list would hide the last frame from FFmpeg's own decoder.)
+    let vfr = dir.path().join("vfr.mkv");
+    ffmpeg_cli(&[
+        "-filter_complex",
+        "testsrc2=size=320x240:r=25:d=0.4[a];testsrc2=size=320x240:r=10:d=0.5[b];[a][b]concat=n=2:v=1:a=0,settb=1/1000",
+        "-fps_mode", "passthrough", "-c:v", "libx264", arg(&vfr),
+    ]);
+    let source = ffprobe(&vfr);
+    assert_eq!(source.pts.len(), 15);
+    // Into Matroska: in MP4, mp4mux ends the track at the last decode time, which x264's B-frames put
+    // before the last frames of a slowing rate (a known gap, docs/media-support.md).
+    let out = dir.path().join("vfr-out.mkv");
+    identity(&vfr, &out);
+    let p = ffprobe(&out);
+    assert_eq!(p.pts.len(), 15);
+    for (i, (a, b)) in source.pts.iter().zip(&p.pts).enumerate() {
+        assert!((a - b).abs() < 1e-3, "frame {i}: pts {a} in, {b} out");
+    }
+
+    // 160x180 coded with 2:1 pixels shows at 320x180: the output has square pixels at that size.
+    let wide = dir.path().join("anamorphic.mp4");
+    ffmpeg_cli(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=160x180:rate=25",
+        "-t",
+        "0.4",
+        "-vf",
+        "setsar=2/1",
+        "-c:v",
+        "libx264",
+        arg(&wide),
+    ]);
+    assert_eq!(ffprobe(&wide).sample_aspect, (2, 1));
+    let out = dir.path().join("anamorphic-out.mp4");
+    identity(&wide, &out);
+    let p = ffprobe(&out);
+    assert_eq!((p.width, p.height, p.pts.len()), (320, 180, 10));
+    assert!(matches!(p.sample_aspect, (1, 1) | (0, _)), "{:?}", p.sample_aspect);
+
+    // 10-bit 4:2:2 H.264 (camera / intermediate files) comes out as 8-bit 4:2:0 H.264.
+    let deep = dir.path().join("hi422.mkv");
+    ffmpeg_cli(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-t",
+        "0.4",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv422p10le",
+        arg(&deep),
+    ]);
+    let out = dir.path().join("hi422-out.mp4");
+    identity(&deep, &out);
+    assert_eq!(ffprobe(&out).pts.len(), 10);
+
+    let single = dir.path().join("single.mp4");
+    ffmpeg_cli(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-frames:v",
+        "1",
+        "-c:v",
+        "libx264",
+        arg(&single),
+    ]);
+    let out = dir.path().join("single-out.mp4");
+    identity(&single, &out);
+    assert_eq!(ffprobe(&out).pts.len(), 1);
+}
+
+#[test]
+fn several_audio_tracks_and_subtitles_are_noted_and_an_empty_video_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let srt = dir.path().join("subs.srt");
+    std::fs::write(&srt, "1\n00:00:00,000 --> 00:00:00,500\nhello\n").unwrap();
+    let input = dir.path().join("tracks.mkv");
+    // The video starts at 0 (no B-frames, audio without encoder delay): a Matroska video that starts
+    // later has its first frame moved to 0, a known gap (docs/media-support.md).
+    ffmpeg_cli(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=sample_rate=48000",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=880:sample_rate=48000",
+        "-i",
+        arg(&srt),
+        "-t",
+        "1",
+        "-map",
+        "0",
+        "-map",
+        "1",
+        "-map",
+        "2",
+        "-map",
+        "3",
+        "-c:v",
+        "libx264",
+        "-bf",
+        "0",
+        "-c:a:0",
+        "ac3",
+        "-c:a:1",
+        "flac",
+        "-c:s",
+        "srt",
+        arg(&input),
+    ]);
+    let out = dir.path().join("tracks-out.mkv");
+    let err = identity(&input, &out);
+    assert!(err.contains("2 audio tracks; only the first is kept"), "{err}");
+    assert!(err.contains("1 subtitle track(s) dropped"), "{err}");
+    let (source, p) = (ffprobe(&input), ffprobe(&out));
+    assert_eq!(source.audio_codecs, ["ac3", "flac"]);
+    assert_eq!(p.audio_codecs, ["ac3"]);
+    assert_same_timing(&source, &p, 25.0);
+
+    // A video track without frames: one line naming the file, no output.
+    let empty = dir.path().join("empty.mkv");
+    ffmpeg_cli(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-frames:v",
+        "0",
+        "-c:v",
+        "libx264",
+        arg(&empty),
+    ]);
+    let out = dir.path().join("empty-out.mp4");
+    let o = stylestream(&["video", arg(&empty), "-o", arg(&out), "--model", "identity"]);
+    assert_clean_failure(&o, "empty.mkv");
+    assert!(!out.exists());
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!names.iter().any(|n| n.to_string_lossy().ends_with(".tmp")), "{names:?}");
+}

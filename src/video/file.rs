@@ -249,7 +249,8 @@ pub fn transcode(
         if report.frames == 0 && !report.interrupted {
             return Err(VideoError::Input { path: job.input.clone(), reason: "has no video frames".into() });
         }
-        Ok(report)
+        let notes = info.left_out().into_iter().chain(report.notes).collect();
+        Ok(FileReport { notes, ..report })
     });
     match result {
         Ok(report) => {

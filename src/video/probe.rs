@@ -23,6 +23,9 @@ pub struct MediaInfo {
     pub duration: Option<gst::ClockTime>,
     /// Caps of the first audio stream as the demuxer gives it (compressed), if there is one.
     pub audio: Option<gst::Caps>,
+    /// How many audio and subtitle streams the file has (only the first audio stream is used).
+    pub audio_streams: usize,
+    pub subtitle_streams: usize,
 }
 
 impl MediaInfo {
@@ -31,6 +34,21 @@ impl MediaInfo {
         let (n, d) = (self.framerate.numer(), self.framerate.denom());
         let seconds = self.duration?.nseconds() as f64 / 1e9;
         (n > 0 && d > 0).then(|| (seconds * n as f64 / d as f64).round() as u64)
+    }
+
+    /// What of the file the output leaves out, one line each.
+    pub fn left_out(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.audio_streams > 1 {
+            notes.push(format!("{} audio tracks; only the first is kept", self.audio_streams));
+        }
+        if self.subtitle_streams > 0 {
+            notes.push(format!(
+                "{} subtitle track(s) dropped (not carried to the output)",
+                self.subtitle_streams
+            ));
+        }
+        notes
     }
 }
 
@@ -70,11 +88,20 @@ pub fn probe(path: &Path) -> Result<MediaInfo, VideoError> {
         .map_err(|e| bad(format!("not a readable media file ({e})")))?;
     let video = info.video_streams().into_iter().find(|v| !v.is_image());
     let video = video.ok_or_else(|| bad("has no video stream".into()))?;
-    let audio = info.audio_streams().into_iter().next().and_then(|a| a.caps());
+    let audio_streams = info.audio_streams();
+    let audio = audio_streams.first().and_then(|a| a.caps());
     let orientation =
         video.tags().and_then(|t| t.get::<gst::tags::ImageOrientation>().map(|o| o.get().to_owned()));
     let (width, height) = displayed_size(video.width(), video.height(), video.par(), orientation.as_deref());
-    Ok(MediaInfo { width, height, framerate: video.framerate(), duration: info.duration(), audio })
+    Ok(MediaInfo {
+        width,
+        height,
+        framerate: video.framerate(),
+        duration: info.duration(),
+        audio,
+        audio_streams: audio_streams.len(),
+        subtitle_streams: info.subtitle_streams().len(),
+    })
 }
 
 #[cfg(test)]
