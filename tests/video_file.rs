@@ -8,7 +8,7 @@ use common::media::{assert_same_timing, ffprobe};
 use common::{arg, assert_clean_failure, stylestream};
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 fn style_image(dir: &Path) -> PathBuf {
