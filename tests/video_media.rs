@@ -309,3 +309,34 @@ fn several_audio_tracks_and_subtitles_are_noted_and_an_empty_video_is_refused() 
     let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(!names.iter().any(|n| n.to_string_lossy().ends_with(".tmp")), "{names:?}");
 }
+
+#[test]
+fn damaged_files_are_processed_up_to_the_damage_with_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let source =
+        ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=sample_rate=48000"];
+    let (mkv, ts) = (dir.path().join("full.mkv"), dir.path().join("full.ts"));
+    ffmpeg_cli(&[&source[..], &["-t", "2", "-c:v", "libx264", "-c:a", "aac", arg(&mkv)]].concat());
+    ffmpeg_cli(&[&source[..], &["-t", "2", "-c:v", "libx264", "-c:a", "mp2", arg(&ts)]].concat());
+    // A Matroska file cut at 60 % (a download that stopped), and an MPEG-TS with 20 kB of garbage in
+    // the middle (a broadcast glitch).
+    let cut = dir.path().join("cut.mkv");
+    let bytes = std::fs::read(&mkv).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() * 6 / 10]).unwrap();
+    let garbled = dir.path().join("garbled.ts");
+    let mut bytes = std::fs::read(&ts).unwrap();
+    let middle = bytes.len() / 2;
+    for (i, b) in bytes[middle..middle + 20_000].iter_mut().enumerate() {
+        *b = (i * 37 % 256) as u8;
+    }
+    std::fs::write(&garbled, &bytes).unwrap();
+    for (input, note) in [(&cut, "cut short or damaged"), (&garbled, "GStreamer warned")] {
+        let out = dir.path().join(format!("{}.mp4", input.file_stem().unwrap().to_str().unwrap()));
+        let err = identity(input, &out);
+        assert!(err.contains(note), "{}: {err}", input.display());
+        // What could be read is in the output, and FFmpeg plays it.
+        let p = ffprobe(&out);
+        assert!(p.pts.len() > 10 && p.pts.len() < 50, "{}: {} frames", input.display(), p.pts.len());
+        assert!(p.has_audio);
+    }
+}

@@ -14,7 +14,9 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use super::consistency::{self, Consistency, ConsistencyOptions};
-use super::pipeline::{app_element, element_error, fill, launch, require, startup_error, template};
+use super::pipeline::{
+    app_element, element_error, fill, launch, require, source_name, startup_error, template,
+};
 use super::probe::{file_uri, probe, MediaInfo};
 use super::stages::{puller, Stages, Stats};
 use super::{Frame, Stylizer, VideoError};
@@ -185,6 +187,8 @@ struct Timestamper {
     last: Option<gst::ClockTime>,
     /// Frames that were given a new time.
     retimed: Arc<AtomicU64>,
+    /// Where the last frame so far ends, nanoseconds.
+    end: Arc<AtomicU64>,
 }
 
 impl Timestamper {
@@ -195,7 +199,7 @@ impl Timestamper {
         } else {
             FALLBACK_STEP
         };
-        Timestamper { step, last: None, retimed: Arc::new(AtomicU64::new(0)) }
+        Timestamper { step, last: None, retimed: Arc::default(), end: Arc::default() }
     }
 
     fn apply(&mut self, frame: &mut Frame) {
@@ -210,7 +214,23 @@ impl Timestamper {
         };
         frame.pts = Some(pts);
         self.last = Some(pts);
+        let end = pts + frame.duration.unwrap_or(self.step);
+        self.end.store(end.nseconds(), Ordering::Relaxed);
     }
+}
+
+/// A note when the video ends well before the duration the file declares (more than half a second and
+/// a tenth of it): a file cut short or damaged, of which the output holds what could be read. (The
+/// declared duration covers every stream, so audio that outlasts the video by that much reads the same.)
+fn cut_short(end: gst::ClockTime, declared: gst::ClockTime) -> Option<String> {
+    let missing = declared.saturating_sub(end);
+    (missing > gst::ClockTime::from_mseconds(500) && missing > declared / 10).then(|| {
+        format!(
+            "the video ends at {:.2} s but the file declares {:.2} s: cut short or damaged? (the output holds what could be read)",
+            end.nseconds() as f64 / 1e9,
+            declared.nseconds() as f64 / 1e9
+        )
+    })
 }
 
 /// Output frame size for a source size: the policy, then rounded up to even numbers because H.264 in
@@ -307,10 +327,15 @@ fn run(
     tracing::debug!(%description, "file pipeline");
     let pipeline = launch(&description)?;
     let timestamper = Timestamper::new(info.framerate);
-    let result =
-        drive(&pipeline, stylizer, Consistency::new(&job.consistency)?, timestamper, progress, interrupt);
+    let end = timestamper.end.clone();
+    let mut report =
+        drive(&pipeline, stylizer, Consistency::new(&job.consistency)?, timestamper, progress, interrupt)?;
     let _ = pipeline.set_state(gst::State::Null);
-    result
+    let end = gst::ClockTime::from_nseconds(end.load(Ordering::Relaxed));
+    if let Some(note) = info.duration.filter(|_| !report.interrupted).and_then(|d| cut_short(end, d)) {
+        report.notes.push(note);
+    }
+    Ok(report)
 }
 
 /// Runs a built file pipeline to its end.
@@ -346,11 +371,16 @@ fn drive(
     let bus = pipeline.bus().expect("a pipeline has a bus");
     let written = file_complete(pipeline);
     let mut audio_ended = false;
+    let mut warnings: Vec<String> = Vec::new();
     let outcome = loop {
         if let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds(TICK.as_nanos() as u64)) {
             match msg.view() {
                 gst::MessageView::Eos(_) => break Ok(()),
                 gst::MessageView::Error(err) => break Err(element_error(&msg, err)),
+                // Damage a demuxer or decoder works around (an MPEG-TS continuity error) is a warning.
+                gst::MessageView::Warning(w) => {
+                    warnings.push(format!("{} ({})", source_name(&msg), w.error()))
+                }
                 _ => {}
             }
         }
@@ -386,6 +416,9 @@ fn drive(
         n => notes.push(format!(
             "{n} frames had no presentation time or repeated the previous one; each was placed one frame after it"
         )),
+    }
+    if let Some(first) = warnings.first() {
+        notes.push(format!("GStreamer warned {} time(s), first: {first}", warnings.len()));
     }
     Ok(FileReport {
         frames,
@@ -459,5 +492,14 @@ mod tests {
         }
         assert_eq!(times, [0, 10, 30, 50, 90]);
         assert_eq!(t.retimed.load(Ordering::Relaxed), 3);
+        assert_eq!(t.end.load(Ordering::Relaxed), ms(130).nseconds());
+    }
+
+    #[test]
+    fn a_video_ending_well_before_the_declared_duration_is_noted() {
+        let ms = gst::ClockTime::from_mseconds;
+        assert!(cut_short(ms(1120), ms(2000)).is_some_and(|n| n.contains("1.12 s") && n.contains("2.00 s")));
+        assert!(cut_short(ms(1960), ms(2000)).is_none());
+        assert!(cut_short(ms(9000), ms(10_000)).is_none(), "a tenth or less is rounding, not damage");
     }
 }
