@@ -328,9 +328,10 @@ fn run(
     let pipeline = launch(&description)?;
     let timestamper = Timestamper::new(info.framerate);
     let end = timestamper.end.clone();
-    let mut report =
-        drive(&pipeline, stylizer, Consistency::new(&job.consistency)?, timestamper, progress, interrupt)?;
+    let result =
+        drive(&pipeline, stylizer, Consistency::new(&job.consistency)?, timestamper, progress, interrupt);
     let _ = pipeline.set_state(gst::State::Null);
+    let mut report = result?;
     let end = gst::ClockTime::from_nseconds(end.load(Ordering::Relaxed));
     if let Some(note) = info.duration.filter(|_| !report.interrupted).and_then(|d| cut_short(end, d)) {
         report.notes.push(note);
