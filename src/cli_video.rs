@@ -263,6 +263,9 @@ pub fn video(args: VideoArgs) -> Result<()> {
             report.frames as f64 / report.seconds.max(1e-9),
             if report.interrupted { ", interrupted: the file ends there" } else { "" }
         );
+        for note in &report.notes {
+            eprintln!("note: {}: {note}", job.input.display());
+        }
         if let Some(m) = report.monitor {
             eprintln!(
                 "monitor: {} pairs, rolling E_warp {:?} (source {:?}), {} dropped",

@@ -1,7 +1,7 @@
 //! The `image` subcommand end to end: formats in and out, sizes kept, and bad input refused cleanly.
 mod common;
 
-use common::{arg, stylestream};
+use common::{arg, assert_clean_failure, stylestream};
 use std::path::Path;
 use std::process::Output;
 
@@ -17,14 +17,6 @@ fn run_image(content: &Path, style: &Path, out: &Path, extra: &[&str]) -> Output
     args.extend_from_slice(&["--model", "formula:20261122"]);
     args.extend_from_slice(extra);
     stylestream(&args)
-}
-
-fn assert_clean_failure(o: &Output, mentions: &str) {
-    let err = stderr(o);
-    assert!(!o.status.success(), "expected failure, stderr: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one-line error expected, got: {err}");
-    assert!(err.contains(mentions), "error should mention {mentions}: {err}");
-    assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]

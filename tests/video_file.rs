@@ -4,52 +4,12 @@
 mod common;
 
 use common::clips::make_clip;
-use common::{arg, stylestream};
+use common::media::{assert_same_timing, ffprobe};
+use common::{arg, assert_clean_failure, stylestream};
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
-
-use ffmpeg_next as ffmpeg;
-
-/// What FFmpeg sees in a file.
-#[derive(Debug)]
-struct Probe {
-    width: u32,
-    height: u32,
-    /// Presentation times of the decoded frames in seconds, in presentation order.
-    pts: Vec<f64>,
-    duration: f64,
-    has_audio: bool,
-}
-
-fn ffprobe(path: &Path) -> Probe {
-    ffmpeg::init().unwrap();
-    let mut input = ffmpeg::format::input(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let has_audio = input.streams().best(ffmpeg::media::Type::Audio).is_some();
-    let stream = input.streams().best(ffmpeg::media::Type::Video).expect("a video stream");
-    let (index, tb) = (stream.index(), stream.time_base());
-    let context = ffmpeg::codec::context::Context::from_parameters(stream.parameters()).unwrap();
-    let mut decoder = context.decoder().video().unwrap();
-    let mut pts = Vec::new();
-    let mut frame = ffmpeg::frame::Video::empty();
-    let seconds = |t: i64| t as f64 * tb.numerator() as f64 / tb.denominator() as f64;
-    for (s, packet) in input.packets() {
-        if s.index() == index {
-            decoder.send_packet(&packet).unwrap();
-            while decoder.receive_frame(&mut frame).is_ok() {
-                pts.push(seconds(frame.timestamp().or(frame.pts()).unwrap()));
-            }
-        }
-    }
-    decoder.send_eof().unwrap();
-    while decoder.receive_frame(&mut frame).is_ok() {
-        pts.push(seconds(frame.timestamp().or(frame.pts()).unwrap()));
-    }
-    pts.sort_by(f64::total_cmp);
-    let duration = input.duration() as f64 / ffmpeg::ffi::AV_TIME_BASE as f64;
-    Probe { width: decoder.width(), height: decoder.height(), pts, duration, has_audio }
-}
 
 fn style_image(dir: &Path) -> PathBuf {
     let path = dir.join("style.png");
@@ -57,23 +17,6 @@ fn style_image(dir: &Path) -> PathBuf {
         .save(&path)
         .unwrap();
     path
-}
-
-/// Same frame count, the same PTS sequence frame by frame (relative to the first frame, within 1 ms),
-/// the same duration within one frame, audio present.
-fn assert_same_timing(input: &Probe, output: &Probe, fps: f64) {
-    assert_eq!(output.pts.len(), input.pts.len(), "frame count");
-    let rel = |p: &Probe| p.pts.iter().map(|t| t - p.pts[0]).collect::<Vec<_>>();
-    for (i, (a, b)) in rel(input).iter().zip(rel(output)).enumerate() {
-        assert!((a - b).abs() < 1e-3, "frame {i}: pts {a} in, {b} out");
-    }
-    assert!(
-        (output.duration - input.duration).abs() <= 1.0 / fps + 1e-3,
-        "duration {} vs {}",
-        output.duration,
-        input.duration
-    );
-    assert!(output.has_audio, "audio stream missing");
 }
 
 #[test]
@@ -138,13 +81,6 @@ fn sigint_leaves_a_playable_file_and_no_temp_file() {
     assert!(p.has_audio);
     let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(!names.iter().any(|n| n.to_string_lossy().ends_with(".tmp")), "{names:?}");
-}
-
-fn assert_clean_failure(o: &Output, mentions: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "expected failure: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line expected: {err}");
-    assert!(err.contains(mentions) && !err.contains("panicked"), "should name {mentions}: {err}");
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! has finished; an interrupt ends the stream cleanly (end-of-stream into every muxer input) so the
 //! file is playable; an existing output is kept unless `overwrite`; errors name the element at fault.
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,9 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use super::consistency::{self, Consistency, ConsistencyOptions};
-use super::pipeline::{app_element, element_error, fill, launch, require, startup_error, template};
+use super::pipeline::{
+    app_element, element_error, fill, launch, require, source_name, startup_error, template,
+};
 use super::probe::{file_uri, probe, MediaInfo};
 use super::stages::{puller, Stages, Stats};
 use super::{Frame, Stylizer, VideoError};
@@ -82,6 +84,8 @@ pub struct FileReport {
     pub interrupted: bool,
     /// The flicker monitor's last reading, when it ran.
     pub monitor: Option<MonitorReading>,
+    /// What was changed to make the input fit the output, one line each (for the user to read).
+    pub notes: Vec<String>,
 }
 
 /// The output container, from the file extension.
@@ -110,14 +114,24 @@ impl Container {
         }
     }
 
-    /// Compressed audio this container takes as it is: (caps to stop decoding at, parser before the muxer).
+    /// Compressed audio this container takes as it is: (caps to stop decoding at, parser before the
+    /// muxer). The parser also frames and timestamps the stream: AVI and MPEG-TS deliver audio in
+    /// chunks without presentation times, which the muxer refuses ("Buffer has no PTS").
     fn passthrough(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            Container::Mp4 => &[("audio/mpeg,mpegversion=4", "aacparse")],
+            Container::Mp4 => &[
+                ("audio/mpeg,mpegversion=4", "aacparse"),
+                ("audio/mpeg,mpegversion=1", "mpegaudioparse"),
+                ("audio/x-ac3", "ac3parse"),
+            ],
             Container::Mkv => &[
                 ("audio/mpeg,mpegversion=4", "aacparse"),
+                ("audio/mpeg,mpegversion=1", "mpegaudioparse"),
+                ("audio/x-ac3", "ac3parse"),
+                ("audio/x-eac3", "ac3parse"),
                 ("audio/x-opus", "opusparse"),
                 ("audio/x-vorbis", "vorbisparse"),
+                ("audio/x-flac", "flacparse"),
             ],
         }
     }
@@ -154,6 +168,71 @@ fn audio_plan(container: Container, audio: Option<&gst::Caps>) -> Result<(String
     Ok((raw, format!("dec. ! audio/x-raw ! {queue} ! audioconvert ! audioresample ! {encoder} ! mux.")))
 }
 
+/// Frame step when the file states no frame rate and a frame no duration.
+const FALLBACK_STEP: gst::ClockTime = gst::ClockTime::from_nseconds(1_000_000_000 / 30);
+
+/// Closest two frames may follow each other: Matroska stores milliseconds, so frames nearer than that
+/// collapse onto one time.
+const MIN_GAP: gst::ClockTime = gst::ClockTime::from_mseconds(1);
+
+/// Makes every frame's presentation time later than the one before, as the muxer requires. AVI stores
+/// no presentation times, so a decoder of MPEG-4 Part 2 with B-frames derives them from decode times
+/// and some come out repeated or missing. Such a frame (or one less than [`MIN_GAP`] after the one
+/// before) gets the previous frame's time plus one frame; times that increase pass unchanged, so
+/// variable frame rates are kept frame by frame.
+#[derive(Debug)]
+struct Timestamper {
+    /// One frame at the nominal rate, for frames without a duration of their own.
+    step: gst::ClockTime,
+    last: Option<gst::ClockTime>,
+    /// Frames that were given a new time.
+    retimed: Arc<AtomicU64>,
+    /// Where the last frame so far ends, nanoseconds.
+    end: Arc<AtomicU64>,
+}
+
+impl Timestamper {
+    fn new(framerate: gst::Fraction) -> Self {
+        let (n, d) = (framerate.numer(), framerate.denom());
+        let step = if n > 0 && d > 0 {
+            gst::ClockTime::from_nseconds(1_000_000_000 * d as u64 / n as u64)
+        } else {
+            FALLBACK_STEP
+        };
+        Timestamper { step, last: None, retimed: Arc::default(), end: Arc::default() }
+    }
+
+    fn apply(&mut self, frame: &mut Frame) {
+        let pts = match (frame.pts, self.last) {
+            (Some(pts), Some(last)) if pts >= last + MIN_GAP => pts,
+            (Some(pts), None) => pts,
+            (_, last) => {
+                self.retimed.fetch_add(1, Ordering::Relaxed);
+                let step = frame.duration.filter(|d| !d.is_zero()).unwrap_or(self.step);
+                last.map_or(gst::ClockTime::ZERO, |last| last + step)
+            }
+        };
+        frame.pts = Some(pts);
+        self.last = Some(pts);
+        let end = pts + frame.duration.unwrap_or(self.step);
+        self.end.store(end.nseconds(), Ordering::Relaxed);
+    }
+}
+
+/// A note when the video ends well before the duration the file declares (more than half a second and
+/// a tenth of it): a file cut short or damaged, of which the output holds what could be read. (The
+/// declared duration covers every stream, so audio that outlasts the video by that much reads the same.)
+fn cut_short(end: gst::ClockTime, declared: gst::ClockTime) -> Option<String> {
+    let missing = declared.saturating_sub(end);
+    (missing > gst::ClockTime::from_mseconds(500) && missing > declared / 10).then(|| {
+        format!(
+            "the video ends at {:.2} s but the file declares {:.2} s: cut short or damaged? (the output holds what could be read)",
+            end.nseconds() as f64 / 1e9,
+            declared.nseconds() as f64 / 1e9
+        )
+    })
+}
+
 /// Output frame size for a source size: the policy, then rounded up to even numbers because H.264 in
 /// 4:2:0 needs them (at most one pixel of stretch).
 pub fn output_size(source: (u32, u32), size: Size) -> (u32, u32) {
@@ -184,7 +263,15 @@ pub fn transcode(
     }
     let info = probe(&job.input)?;
     let tmp = temp_sibling(&job.output);
-    let result = run(job, container, &info, &tmp, stylizer, progress, interrupt);
+    let result = run(job, container, &info, &tmp, stylizer, progress, interrupt).and_then(|report| {
+        // A video track without a single frame (a recording that never started) would give a file
+        // with no picture at all.
+        if report.frames == 0 && !report.interrupted {
+            return Err(VideoError::Input { path: job.input.clone(), reason: "has no video frames".into() });
+        }
+        let notes = info.left_out().into_iter().chain(report.notes).collect();
+        Ok(FileReport { notes, ..report })
+    });
     match result {
         Ok(report) => {
             std::fs::rename(&tmp, &job.output).map_err(|e| {
@@ -239,9 +326,17 @@ fn run(
     )?;
     tracing::debug!(%description, "file pipeline");
     let pipeline = launch(&description)?;
-    let result = drive(&pipeline, stylizer, Consistency::new(&job.consistency)?, progress, interrupt);
+    let timestamper = Timestamper::new(info.framerate);
+    let end = timestamper.end.clone();
+    let result =
+        drive(&pipeline, stylizer, Consistency::new(&job.consistency)?, timestamper, progress, interrupt);
     let _ = pipeline.set_state(gst::State::Null);
-    result
+    let mut report = result?;
+    let end = gst::ClockTime::from_nseconds(end.load(Ordering::Relaxed));
+    if let Some(note) = info.duration.filter(|_| !report.interrupted).and_then(|d| cut_short(end, d)) {
+        report.notes.push(note);
+    }
+    Ok(report)
 }
 
 /// Runs a built file pipeline to its end.
@@ -249,6 +344,7 @@ fn drive(
     pipeline: &gst::Pipeline,
     stylizer: Box<dyn Stylizer>,
     post: Option<Consistency>,
+    mut timestamper: Timestamper,
     progress: &dyn Fn(u64),
     interrupt: &AtomicBool,
 ) -> Result<FileReport, VideoError> {
@@ -258,7 +354,9 @@ fn drive(
     let stop = Arc::new(AtomicBool::new(false));
     let pull = puller(appsink, stop.clone());
     let push_src = appsrc.clone();
-    let push = Box::new(move |frame: Frame| {
+    let retimed = timestamper.retimed.clone();
+    let push = Box::new(move |mut frame: Frame| {
+        timestamper.apply(&mut frame);
         push_src.push_buffer(frame.to_buffer()?).map(|_| ()).map_err(|e| VideoError::Element {
             element: "styled".into(),
             message: format!("could not hand a frame to the encoder: {e:?}"),
@@ -274,11 +372,16 @@ fn drive(
     let bus = pipeline.bus().expect("a pipeline has a bus");
     let written = file_complete(pipeline);
     let mut audio_ended = false;
+    let mut warnings: Vec<String> = Vec::new();
     let outcome = loop {
         if let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds(TICK.as_nanos() as u64)) {
             match msg.view() {
                 gst::MessageView::Eos(_) => break Ok(()),
                 gst::MessageView::Error(err) => break Err(element_error(&msg, err)),
+                // Damage a demuxer or decoder works around (an MPEG-TS continuity error) is a warning.
+                gst::MessageView::Warning(w) => {
+                    warnings.push(format!("{} ({})", source_name(&msg), w.error()))
+                }
                 _ => {}
             }
         }
@@ -308,11 +411,22 @@ fn drive(
     let monitor = consistency::finish(monitor)?;
     let frames = stats.frames_out.load(Ordering::Relaxed);
     progress(frames);
+    let mut notes = Vec::new();
+    match retimed.load(Ordering::Relaxed) {
+        0 => {}
+        n => notes.push(format!(
+            "{n} frames had no presentation time or repeated the previous one; each was placed one frame after it"
+        )),
+    }
+    if let Some(first) = warnings.first() {
+        notes.push(format!("GStreamer warned {} time(s), first: {first}", warnings.len()));
+    }
     Ok(FileReport {
         frames,
         seconds: started.elapsed().as_secs_f64(),
         interrupted: interrupt.load(Ordering::Relaxed),
         monitor,
+        notes,
     })
 }
 
@@ -353,5 +467,40 @@ mod tests {
         assert_eq!(output_size((240, 320), Size::MaxSide(100)), (76, 100));
         assert_eq!(output_size((100, 50), Size::MaxSide(640)), (100, 50));
         assert_eq!(output_size((100, 50), Size::Exact(33, 20)), (34, 20));
+    }
+
+    #[test]
+    fn timestamper_keeps_increasing_times_and_places_missing_or_repeated_ones_one_frame_on() {
+        let ms = gst::ClockTime::from_mseconds;
+        let frame = |pts: Option<u64>, duration: Option<u64>| Frame {
+            width: 1,
+            height: 1,
+            data: vec![0; 3],
+            pts: pts.map(ms),
+            duration: duration.map(ms),
+            index: 0,
+            captured: Instant::now(),
+        };
+        let mut t = Timestamper::new(gst::Fraction::new(25, 1));
+        let mut times = Vec::new();
+        // A variable rate passes as it is; a repeat and a gap in time take one frame (its own
+        // duration, else the nominal 40 ms); the first frame without a time starts at 0.
+        let input = [(None, None), (Some(10), None), (Some(30), None), (Some(30), Some(20)), (None, None)];
+        for (pts, duration) in input {
+            let mut f = frame(pts, duration);
+            t.apply(&mut f);
+            times.push(f.pts.unwrap().mseconds());
+        }
+        assert_eq!(times, [0, 10, 30, 50, 90]);
+        assert_eq!(t.retimed.load(Ordering::Relaxed), 3);
+        assert_eq!(t.end.load(Ordering::Relaxed), ms(130).nseconds());
+    }
+
+    #[test]
+    fn a_video_ending_well_before_the_declared_duration_is_noted() {
+        let ms = gst::ClockTime::from_mseconds;
+        assert!(cut_short(ms(1120), ms(2000)).is_some_and(|n| n.contains("1.12 s") && n.contains("2.00 s")));
+        assert!(cut_short(ms(1960), ms(2000)).is_none());
+        assert!(cut_short(ms(9000), ms(10_000)).is_none(), "a tenth or less is rounding, not damage");
     }
 }

@@ -26,7 +26,7 @@ const NAMED: [(&str, &str); 12] = [
 ];
 
 /// Which Debian package provides each element our descriptions use, for "not installed" errors.
-const PACKAGES: [(&str, &str); 26] = [
+const PACKAGES: [(&str, &str); 30] = [
     ("opusparse", "gstreamer1.0-plugins-bad"),
     ("vorbisparse", "gstreamer1.0-plugins-base"),
     ("x264enc", "gstreamer1.0-plugins-ugly"),
@@ -49,6 +49,10 @@ const PACKAGES: [(&str, &str); 26] = [
     ("v4l2src", "gstreamer1.0-plugins-good"),
     ("v4l2sink", "gstreamer1.0-plugins-good"),
     ("aacparse", "gstreamer1.0-plugins-good"),
+    ("ac3parse", "gstreamer1.0-plugins-good"),
+    ("mpegaudioparse", "gstreamer1.0-plugins-good"),
+    ("flacparse", "gstreamer1.0-plugins-good"),
+    ("videoflip", "gstreamer1.0-plugins-good"),
     ("h264parse", "gstreamer1.0-plugins-bad"),
     ("mpegtsmux", "gstreamer1.0-plugins-bad"),
     ("srtsink", "gstreamer1.0-plugins-bad"),

@@ -21,9 +21,13 @@ pub struct FrameReader {
 impl FrameReader {
     pub fn open(path: &Path) -> Result<Self, VideoError> {
         let info = probe(path)?;
+        // The frames as a viewer sees them (and as `video` hands them to the model): turned by the
+        // orientation tag, stretched to square pixels.
         let description = format!(
-            "uridecodebin uri=\"{}\" caps=video/x-raw ! videoconvert ! video/x-raw,format=RGB ! appsink name=frames sync=false max-buffers=2",
-            file_uri(path)?
+            "uridecodebin uri=\"{}\" caps=video/x-raw ! videoconvert ! videoflip video-direction=auto ! videoscale ! video/x-raw,format=RGB,width={},height={},pixel-aspect-ratio=1/1 ! appsink name=frames sync=false max-buffers=2",
+            file_uri(path)?,
+            info.width,
+            info.height
         );
         let pipeline = launch(&description)?;
         let appsink = app_element::<gst_app::AppSink>(&pipeline, "frames")?;

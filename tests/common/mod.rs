@@ -4,6 +4,8 @@
 
 #[cfg(feature = "media")]
 pub mod clips;
+#[cfg(feature = "media")]
+pub mod media;
 pub mod train;
 
 use std::collections::HashMap;
@@ -30,6 +32,15 @@ pub fn stylestream(args: &[&str]) -> std::process::Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_stylestream"));
     cmd.args(args).env_remove("RUST_BACKTRACE").env_remove("RUST_LIB_BACKTRACE");
     cmd.output().expect("binary runs")
+}
+
+/// A run that failed as users should see it: non-zero exit, one line on stderr naming `mentions`, no
+/// panic.
+pub fn assert_clean_failure(o: &std::process::Output, mentions: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "expected failure: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line expected: {err}");
+    assert!(err.contains(mentions) && !err.contains("panicked"), "should name {mentions}: {err}");
 }
 
 /// A path as a command-line argument.
