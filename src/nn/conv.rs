@@ -7,9 +7,11 @@ use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
 pub use crate::ops::conv3x3::Padding;
 use crate::ops::conv3x3::{conv3x3, conv3x3_winograd, winograd_filters};
 
-/// Below this many input or output channels the Winograd transforms cost more than the products they
-/// save (benches/cpu_conv.rs: the 3-channel first and last layers), so the direct convolution runs.
-const WINOGRAD_MIN_CHANNELS: usize = 16;
+/// Below this many input or output channels the Winograd transforms (memory-bound passes over 36/16 of
+/// the frame) cost about what the products save, so the direct convolution runs: benches/cpu_conv.rs
+/// measured the two within noise of each other at 64 channels and Winograd 1.5-3x faster from 128-256
+/// channels up (benches/RESULTS.md).
+const WINOGRAD_MIN_CHANNELS: usize = 128;
 
 /// 1x1 convolution `C_in -> C_out` with bias (a per-pixel affine map), keys `weight`, `bias`.
 pub fn conv1x1(c_in: usize, c_out: usize, vb: VarBuilder) -> Result<Conv2d> {
