@@ -479,7 +479,6 @@ mod tests {
             pts: pts.map(ms),
             duration: duration.map(ms),
             index: 0,
-            captured: Instant::now(),
         };
         let mut t = Timestamper::new(gst::Fraction::new(25, 1));
         let mut times = Vec::new();
