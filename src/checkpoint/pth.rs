@@ -62,7 +62,7 @@ pub enum PthError {
     Truncated { offset: usize, expected: &'static str },
     #[error(
         "pickle byte {offset}: opcode 0x{opcode:02x} is not supported \
-         (expected one that {writer} emits)"
+         (expected one that {writer})"
     )]
     UnsupportedOpcode { offset: usize, opcode: u8, writer: &'static str },
     #[error("pickle byte {offset}: global {module}.{name} is not allowed (expected {allowed})")]
