@@ -299,9 +299,14 @@ fn build_stya2k(
     path: &Path,
 ) -> Result<StyA2K, CheckpointError> {
     let architecture = tensors.architecture();
-    build_strict(tensors, device, dtype, |_| path.to_path_buf(), "StyA2K", |vb| {
-        StyA2K::with_encoder(architecture, vb)
-    })
+    build_strict(
+        tensors,
+        device,
+        dtype,
+        |_| path.to_path_buf(),
+        "StyA2K",
+        |vb| StyA2K::with_encoder(architecture, vb),
+    )
 }
 
 /// The tensors a network is built from.
@@ -394,9 +399,14 @@ fn build_neat(
         .map_err(|e| CheckpointError::Config { path: path.to_path_buf(), message: e.to_string() })?;
     let tensors = inference_tensors(info, tensors, path)?;
     let architecture = tensors.architecture();
-    build_strict(tensors, device, dtype, |_| path.to_path_buf(), "NeAT", |vb| {
-        Neat::with_encoder(config, architecture, vb)
-    })
+    build_strict(
+        tensors,
+        device,
+        dtype,
+        |_| path.to_path_buf(),
+        "NeAT",
+        |vb| Neat::with_encoder(config, architecture, vb),
+    )
 }
 
 /// The bundle of a source that is one: a file, or a shipped model compiled into the binary.
@@ -441,10 +451,8 @@ fn parse_bundle(bytes: &[u8], path: &Path) -> Result<(BundleInfo, HashMap<String
 
 /// The tensors of a safetensors file's bytes (upcast to f32, on the CPU); errors name `path`.
 fn parse_tensors(bytes: &[u8], path: &Path) -> Result<HashMap<String, Tensor>, CheckpointError> {
-    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| CheckpointError::NotSafetensors {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let st = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| CheckpointError::NotSafetensors { path: path.to_path_buf(), reason: e.to_string() })?;
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {
         let t = Tensor::from_raw_buffer(
@@ -677,7 +685,9 @@ pub fn export(input: &Path, output: &Path, storage: Storage) -> Result<(), Check
     load(&WeightSource::Bundle(input.to_path_buf()), &Device::Cpu)?;
     let (info, mut tensors) = read_bundle(input)?;
     tensors.retain(|k, _| !k.starts_with(TRAINING_STATE));
-    if matches!(info.encoder.parse::<Encoder>(), Ok(Encoder::Random(_))) || vgg16::is_recorded(&info.encoder, input)? {
+    if matches!(info.encoder.parse::<Encoder>(), Ok(Encoder::Random(_)))
+        || vgg16::is_recorded(&info.encoder, input)?
+    {
         tensors.retain(|k, _| !k.starts_with("vgg."));
     }
     write_bundle_as(output, &info, &tensors, storage)

@@ -148,7 +148,8 @@ fn print_style_table(by_style: &[(PathBuf, Summary)]) {
     println!("| model | style | ratio | SSIM(out, content) | VGG-16(out, style) | VGG-16(content, style) |");
     println!("|---|---|---|---|---|---|");
     for (style, s) in by_style {
-        let name = style.file_name().map_or_else(|| style.display().to_string(), |n| n.to_string_lossy().into());
+        let name =
+            style.file_name().map_or_else(|| style.display().to_string(), |n| n.to_string_lossy().into());
         println!(
             "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
             s.model, name, s.chamfer_ratio, s.ssim, s.vgg16_output, s.vgg16_content

@@ -20,7 +20,7 @@ fn bundle_on(path: &Path, model: &str, encoder: &str) {
     };
     tensors.retain(|k, _| !k.starts_with("vgg."));
     let info = BundleInfo { model: model.into(), encoder: encoder.into(), training: "{}".into(), config };
-    checkpoint::write_bundle(&path, &info, &tensors).unwrap();
+    checkpoint::write_bundle(path, &info, &tensors).unwrap();
 }
 
 /// `[1, 3, h, w]` smooth colours in [0, 1].

@@ -774,9 +774,7 @@ impl Dialect {
     /// The globals [`Self::resolve`] allows, for error messages.
     fn allowed(self) -> &'static str {
         match self {
-            Self::Torch => {
-                "collections.OrderedDict, a torch._utils tensor rebuilder or a torch storage type"
-            }
+            Self::Torch => "collections.OrderedDict, a torch._utils tensor rebuilder or a torch storage type",
             Self::Numpy => "numpy's _reconstruct, ndarray or dtype",
         }
     }
@@ -1326,10 +1324,9 @@ impl<'a> Unpickler<'a> {
     /// `numpy.dtype(code, align, copy)`, e.g. `dtype('f4', False, True)`; BUILD sets the byte order.
     fn numpy_dtype(&self, args: &[Value]) -> Result<Value, PthError> {
         let [Value::Str(code), Value::Bool(_), Value::Bool(_)] = args else {
-            return Err(self.unexpected_text(
-                "dtype(type code, bool, bool)",
-                format!("{} argument(s)", args.len()),
-            ));
+            return Err(
+                self.unexpected_text("dtype(type code, bool, bool)", format!("{} argument(s)", args.len()))
+            );
         };
         let dtype = DType::from_numpy_code(code).ok_or_else(|| {
             self.unexpected_text("a numpy type code f2, f4, f8, i1..i8, u1 or b1", format!("{code:?}"))

@@ -213,7 +213,8 @@ impl Vgg {
                         depth.saturating_sub(1)
                     );
                 }
-                let stat = |v: [f32; 3]| Tensor::new(&v, x.device())?.to_dtype(x.dtype())?.reshape((1, 3, 1, 1));
+                let stat =
+                    |v: [f32; 3]| Tensor::new(&v, x.device())?.to_dtype(x.dtype())?.reshape((1, 3, 1, 1));
                 x.broadcast_sub(&stat(IMAGENET_MEAN)?)?.broadcast_div(&stat(IMAGENET_STD)?)?
             }
         };

@@ -221,10 +221,11 @@ impl NeatTrainee {
         let heads = Trainable::new(vgg, seed, device, |vb| Heads::new(vb.pp(state).pp("heads")))?;
         let critics = Trainable::new(vgg, seed, device, |vb| Critics::new(vb.pp(state).pp("critics")))?;
         let (conv4_2_key, padding) = architecture.conv4_2();
-        let conv4_2 =
-            Trainable::new(vgg, seed, device, |vb| Conv3x3::new(512, 512, padding, vb.pp("vgg").pp(conv4_2_key)))
-                .map_err(|e| candle_core::Error::Msg(format!("L_c needs the encoder's conv4_2: {e}")))?
-                .model;
+        let conv4_2 = Trainable::new(vgg, seed, device, |vb| {
+            Conv3x3::new(512, 512, padding, vb.pp("vgg").pp(conv4_2_key))
+        })
+        .map_err(|e| candle_core::Error::Msg(format!("L_c needs the encoder's conv4_2: {e}")))?
+        .model;
         let encoder = match architecture {
             Architecture::Torchvision16 => HashMap::new(),
             Architecture::Normalised19 => {
