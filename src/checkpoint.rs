@@ -160,8 +160,8 @@ pub enum Encoder {
     Vgg16,
     /// `random:SEED`: fixed random weights generated from the seed (the `vgg` namespace of the formula
     /// weights, [`formula::vgg_tensors`]). He et al. 2016 showed random-weight VGG features still carry
-    /// style statistics; ImageNet weights cannot be shipped, so this is what our own models train on.
-    /// A bundle records only the seed.
+    /// style statistics, but barely see hue or texture; the shipped models were trained on it, before
+    /// [`Encoder::Vgg16`] existed. A bundle records only the seed.
     Random(u64),
     /// An official `vgg_normalised.pth`, or a bundle whose encoder is reused.
     File(PathBuf),

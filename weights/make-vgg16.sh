@@ -25,5 +25,5 @@ echo "$sha256  $tarball" | sha256sum --check --quiet
 tar -xzf "$tarball" -C "$work" "$ckpt"
 
 cd "$root"
-cargo run --quiet --release --bin stylestream -- import-vgg16 --ckpt "$work/$ckpt" -o "$out" --overwrite
+cargo run --quiet --bin stylestream -- import-vgg16 --ckpt "$work/$ckpt" -o "$out" --overwrite
 sha256sum "$out"

@@ -204,3 +204,40 @@ pub fn evaluate(network: &Network, setup: &Setup, mut progress: impl FnMut()) ->
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn score(style: &str, chamfer_output: f64, vgg16_output: f64) -> PairScore {
+        PairScore {
+            content: PathBuf::from("c.png"),
+            style: PathBuf::from(style),
+            chamfer_output,
+            chamfer_content: 10.0,
+            ssim: 0.5,
+            stats_output: 1.0,
+            stats_content: 2.0,
+            vgg16_output,
+            vgg16_content: 4.0,
+        }
+    }
+
+    #[test]
+    fn per_style_summaries_group_in_order_and_average_their_pairs() {
+        let scores = [
+            score("b.png", 2.0, 1.0),
+            score("a.png", 6.0, 3.0),
+            score("b.png", 4.0, 2.0),
+            score("a.png", 8.0, 5.0),
+        ];
+        let by_style = Summary::by_style("m", &scores);
+        let styles: Vec<_> = by_style.iter().map(|(s, _)| s.to_str().unwrap()).collect();
+        assert_eq!(styles, ["b.png", "a.png"]);
+        let (b, a) = (&by_style[0].1, &by_style[1].1);
+        assert_eq!((b.pairs, b.chamfer_ratio, b.vgg16_output), (2, 0.3, 1.5));
+        assert_eq!((a.pairs, a.chamfer_ratio, a.vgg16_output), (2, 0.7, 4.0));
+        // The overall mean is the mean of the per-style means when styles have equal pair counts.
+        assert_eq!(Summary::new("m".into(), &scores).chamfer_ratio, 0.5);
+    }
+}
