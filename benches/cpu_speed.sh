@@ -3,9 +3,10 @@
 # checkouts (BEFORE, AFTER: work trees of two commits) StyA2K and NeAT frames (criterion benches), NeAT
 # at 1920x1080 through `image`, and StyA2K training steps at crops 128 and 256. Every number of one
 # invocation comes from the same machine state, so ratios between the columns are what to read.
-# Usage: BEFORE=/path/to/old/worktree [AFTER=.] [OFFICIAL=/path/to/StyA2K-checkout PYTHON=python-with-torch]
-#        [RUNS=3] bash benches/cpu_speed.sh
-# The target dir is shared ($CARGO_TARGET_DIR): dependencies build once.
+# Usage: BEFORE=/path/to/old/worktree [BEFORE_TARGET_DIR=dir] [AFTER_TARGET_DIR=dir]
+#        [OFFICIAL=/path/to/StyA2K-checkout PYTHON=python-with-torch] [RUNS=3] bash benches/cpu_speed.sh
+# Each tree builds in its own target dir (default: its ./target). Two work trees of one package must not
+# share one: cargo names their artifacts alike and can take one tree's build as fresh for the other.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 after=$(pwd)
@@ -24,12 +25,16 @@ if [ -n "${OFFICIAL:-}" ]; then
 fi
 
 for label in before after; do
-  tree=$after
-  [ "$label" = before ] && tree=$BEFORE
+  tree=$after target=${AFTER_TARGET_DIR:-$after/target}
+  [ "$label" = before ] && tree=$BEFORE target=${BEFORE_TARGET_DIR:-$BEFORE/target}
+  export CARGO_TARGET_DIR=$target
   echo "### $label ($(git -C "$tree" log -1 --format='%h %s' | cut -c1-70))"
   (cd "$tree" && cargo build --release --quiet --bin stylestream 2>/dev/null)
-  bin=${CARGO_TARGET_DIR:-$tree/target}/release/stylestream
+  bin=$target/release/stylestream
   cp "$bin" "$work/stylestream-$label"
+  if [ "$label" = after ]; then
+    (cd "$tree" && cargo bench --quiet --bench cpu_conv -- 5 2>/dev/null)
+  fi
   for bench in cpu_stya2k cpu_neat; do
     (cd "$tree" && cargo bench --quiet --bench "$bench" 2>/dev/null) | grep -E 'time:' | sed "s/^/$label /"
   done

@@ -6,12 +6,15 @@
 //! `decoder.` for NeAT) followed by the official (or PAMA-style) state-dict key unchanged, so a bundle
 //! listing reads next to the official files. Metadata (string map): `stylestream.model` (`stya2k` or
 //! `neat`: what `--model` loads), `stylestream.format` ([`FORMAT_VERSION`]), `stylestream.encoder`
-//! (where the frozen VGG came from), `stylestream.training` (JSON: how the weights were made) and
+//! (where the frozen VGG came from: `random:SEED` and `vgg16 sha256:HEX` ([`vgg16`]) are regenerated
+//! by the loader, not stored), `stylestream.training` (JSON: how the weights were made) and
 //! `stylestream.config` (JSON: the network's configuration, [`NeatConfig`] for NeAT; `{}` for StyA2K,
 //! and read as `{}` when absent, as in bundles written before it existed).
 //! Tensors may be stored as f32, f16 or bf16; they are upcast to f32 on load.
 pub mod formula;
+pub mod numpy_pickle;
 pub mod pth;
+pub mod vgg16;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -22,6 +25,7 @@ use candle_nn::{Init, VarBuilder};
 
 use crate::models::neat::{Neat, NeatConfig};
 use crate::models::stya2k::StyA2K;
+use crate::models::vgg::Architecture;
 use crate::models::Network;
 
 /// Bundle layout version this build reads and writes.
@@ -148,13 +152,16 @@ impl std::str::FromStr for WeightSource {
 /// ignores it, so a training checkpoint runs wherever a bundle does.
 pub const TRAINING_STATE: &str = "optim.";
 
-/// Where a model's frozen VGG-19 encoder comes from.
+/// Where a model's frozen VGG encoder comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Encoder {
+    /// `vgg16`: torchvision's ImageNet VGG-16, compiled in ([`vgg16`]); a bundle records its identity
+    /// and the file's sha256.
+    Vgg16,
     /// `random:SEED`: fixed random weights generated from the seed (the `vgg` namespace of the formula
     /// weights, [`formula::vgg_tensors`]). He et al. 2016 showed random-weight VGG features still carry
-    /// style statistics; ImageNet weights cannot be shipped, so this is what our own models train on.
-    /// A bundle records only the seed.
+    /// style statistics, but barely see hue or texture; the shipped models were trained on it, before
+    /// [`Encoder::Vgg16`] existed. A bundle records only the seed.
     Random(u64),
     /// An official `vgg_normalised.pth`, or a bundle whose encoder is reused.
     File(PathBuf),
@@ -163,6 +170,9 @@ pub enum Encoder {
 impl std::str::FromStr for Encoder {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
+        if s == vgg16::NAME {
+            return Ok(Encoder::Vgg16);
+        }
         match s.strip_prefix("random:") {
             Some(seed) => seed
                 .parse()
@@ -184,6 +194,7 @@ impl Encoder {
                 })?;
                 Ok((format!("random:{seed}"), tensors))
             }
+            Encoder::Vgg16 => Ok((vgg16::identity(), vgg16::tensors()?)),
             Encoder::File(path) if path.extension().is_some_and(|e| e == "pth") => {
                 Ok((format!("official vgg_normalised ({})", path.display()), read_official("vgg", path)?))
             }
@@ -191,6 +202,9 @@ impl Encoder {
                 let (info, tensors) = read_bundle(path)?;
                 if let Ok(random @ Encoder::Random(_)) = info.encoder.parse() {
                     return random.load();
+                }
+                if vgg16::is_recorded(&info.encoder, path)? {
+                    return Encoder::Vgg16.load();
                 }
                 let vgg: HashMap<String, Tensor> =
                     tensors.into_iter().filter(|(k, _)| k.starts_with("vgg.")).collect();
@@ -233,15 +247,8 @@ pub fn load_as(source: &WeightSource, device: &Device, dtype: DType) -> Result<N
     let path = &path;
     let (info, tensors) = read_source_bundle(source)?;
     match info.model.as_str() {
-        STYA2K => build_strict(
-            inference_tensors(&info, tensors)?,
-            device,
-            dtype,
-            |_| path.clone(),
-            "StyA2K",
-            StyA2K::new,
-        )
-        .map(|m| Network::StyA2K(Box::new(m))),
+        STYA2K => build_stya2k(inference_tensors(&info, tensors, path)?, device, dtype, path)
+            .map(|m| Network::StyA2K(Box::new(m))),
         NEAT => build_neat(&info, tensors, device, dtype, path).map(Network::Neat),
         _ => Err(CheckpointError::UnknownModel { path: path.clone(), found: info.model }),
     }
@@ -279,16 +286,27 @@ pub fn load_stya2k_as(
                     expected: STYA2K,
                 });
             }
-            build_strict(
-                inference_tensors(&info, tensors)?,
-                device,
-                dtype,
-                |_| path.clone(),
-                "StyA2K",
-                StyA2K::new,
-            )
+            build_stya2k(inference_tensors(&info, tensors, path)?, device, dtype, path)
         }
     }
+}
+
+/// Builds StyA2K on the encoder its tensors hold, strictly.
+fn build_stya2k(
+    tensors: NetworkTensors,
+    device: &Device,
+    dtype: DType,
+    path: &Path,
+) -> Result<StyA2K, CheckpointError> {
+    let architecture = tensors.architecture();
+    build_strict(
+        tensors,
+        device,
+        dtype,
+        |_| path.to_path_buf(),
+        "StyA2K",
+        |vb| StyA2K::with_encoder(architecture, vb),
+    )
 }
 
 /// The tensors a network is built from.
@@ -305,19 +323,27 @@ impl NetworkTensors {
     fn held(held: HashMap<String, Tensor>) -> Self {
         NetworkTensors { held, regenerated: HashMap::new() }
     }
+
+    /// The encoder's architecture, as its keys say.
+    fn architecture(&self) -> Architecture {
+        Architecture::of_keys(self.held.keys().chain(self.regenerated.keys()))
+    }
 }
 
 /// A bundle's tensors ready to build a network from: the training state dropped, a random encoder
-/// regenerated from its seed.
+/// regenerated from its seed, the VGG-16 one taken from the compiled-in file (errors name `path`).
 fn inference_tensors(
     info: &BundleInfo,
     mut held: HashMap<String, Tensor>,
+    path: &Path,
 ) -> Result<NetworkTensors, CheckpointError> {
     held.retain(|k, _| !k.starts_with(TRAINING_STATE));
     let mut regenerated = HashMap::new();
-    if let Ok(random @ Encoder::Random(_)) = info.encoder.parse::<Encoder>() {
-        if !held.keys().any(|k| k.starts_with("vgg.")) {
+    if !held.keys().any(|k| k.starts_with("vgg.")) {
+        if let Ok(random @ Encoder::Random(_)) = info.encoder.parse::<Encoder>() {
             regenerated = random.load()?.1;
+        } else if vgg16::is_recorded(&info.encoder, path)? {
+            regenerated = vgg16::tensors()?;
         }
     }
     Ok(NetworkTensors { held, regenerated })
@@ -371,8 +397,16 @@ fn build_neat(
         .prior
         .check()
         .map_err(|e| CheckpointError::Config { path: path.to_path_buf(), message: e.to_string() })?;
-    let tensors = inference_tensors(info, tensors)?;
-    build_strict(tensors, device, dtype, |_| path.to_path_buf(), "NeAT", |vb| Neat::new(config, vb))
+    let tensors = inference_tensors(info, tensors, path)?;
+    let architecture = tensors.architecture();
+    build_strict(
+        tensors,
+        device,
+        dtype,
+        |_| path.to_path_buf(),
+        "NeAT",
+        |vb| Neat::with_encoder(config, architecture, vb),
+    )
 }
 
 /// The bundle of a source that is one: a file, or a shipped model compiled into the binary.
@@ -412,7 +446,13 @@ fn parse_bundle(bytes: &[u8], path: &Path) -> Result<(BundleInfo, HashMap<String
         training: field(META_TRAINING)?,
         config: meta.get(META_CONFIG).cloned().unwrap_or_else(|| "{}".into()),
     };
-    let st = safetensors::SafeTensors::deserialize(bytes).map_err(not_st)?;
+    Ok((info, parse_tensors(bytes, path)?))
+}
+
+/// The tensors of a safetensors file's bytes (upcast to f32, on the CPU); errors name `path`.
+fn parse_tensors(bytes: &[u8], path: &Path) -> Result<HashMap<String, Tensor>, CheckpointError> {
+    let st = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| CheckpointError::NotSafetensors { path: path.to_path_buf(), reason: e.to_string() })?;
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {
         let t = Tensor::from_raw_buffer(
@@ -428,7 +468,7 @@ fn parse_bundle(bytes: &[u8], path: &Path) -> Result<(BundleInfo, HashMap<String
         })?;
         tensors.insert(name, t);
     }
-    Ok((info, tensors))
+    Ok(tensors)
 }
 
 fn dtype_of(dtype: safetensors::Dtype, name: &str, path: &Path) -> Result<DType, CheckpointError> {
@@ -467,11 +507,31 @@ pub fn write_bundle_as(
     tensors: &HashMap<String, Tensor>,
     storage: Storage,
 ) -> Result<(), CheckpointError> {
-    let fail = |message: String| CheckpointError::Tensors { path: path.to_path_buf(), message };
+    let meta = HashMap::from([
+        (META_MODEL.to_string(), info.model.clone()),
+        (META_FORMAT.to_string(), FORMAT_VERSION.to_string()),
+        (META_ENCODER.to_string(), info.encoder.clone()),
+        (META_TRAINING.to_string(), info.training.clone()),
+        (META_CONFIG.to_string(), info.config.clone()),
+    ]);
+    let bytes = serialize(tensors, storage, meta)
+        .map_err(|message| CheckpointError::Tensors { path: path.to_path_buf(), message })?;
+    crate::output::write_atomically(path, &bytes)
+        .map_err(|source| CheckpointError::Io { path: path.to_path_buf(), source })
+}
+
+/// A safetensors file of `tensors` stored as `storage`, with metadata `meta`. The tensors are
+/// written in key order, so the bytes depend on the values and the metadata's order alone (one entry:
+/// none).
+fn serialize(
+    tensors: &HashMap<String, Tensor>,
+    storage: Storage,
+    meta: HashMap<String, String>,
+) -> Result<Vec<u8>, String> {
     let mut data = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let t = t.to_dtype(DType::F32).and_then(|t| t.flatten_all()).and_then(|f| f.to_vec1::<f32>());
-        let values = t.map_err(|e| fail(format!("tensor `{name}`: {e}")))?;
+        let values = t.map_err(|e| format!("tensor `{name}`: {e}"))?;
         let bytes: Vec<u8> = match storage {
             Storage::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
             Storage::F16 => values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
@@ -487,19 +547,10 @@ pub fn write_bundle_as(
         .map(|(name, shape, bytes)| {
             safetensors::tensor::TensorView::new(dtype, shape.clone(), bytes)
                 .map(|v| (name.clone(), v))
-                .map_err(|e| fail(format!("tensor `{name}`: {e}")))
+                .map_err(|e| format!("tensor `{name}`: {e}"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let meta = HashMap::from([
-        (META_MODEL.to_string(), info.model.clone()),
-        (META_FORMAT.to_string(), FORMAT_VERSION.to_string()),
-        (META_ENCODER.to_string(), info.encoder.clone()),
-        (META_TRAINING.to_string(), info.training.clone()),
-        (META_CONFIG.to_string(), info.config.clone()),
-    ]);
-    let bytes = safetensors::tensor::serialize(views, &Some(meta)).map_err(|e| fail(e.to_string()))?;
-    crate::output::write_atomically(path, &bytes)
-        .map_err(|source| CheckpointError::Io { path: path.to_path_buf(), source })
+    safetensors::tensor::serialize(views, &Some(meta)).map_err(|e| e.to_string())
 }
 
 /// Reads one official StyA2K file into bundle keys: `<namespace>.<official key>` -> tensor.
@@ -634,7 +685,9 @@ pub fn export(input: &Path, output: &Path, storage: Storage) -> Result<(), Check
     load(&WeightSource::Bundle(input.to_path_buf()), &Device::Cpu)?;
     let (info, mut tensors) = read_bundle(input)?;
     tensors.retain(|k, _| !k.starts_with(TRAINING_STATE));
-    if matches!(info.encoder.parse::<Encoder>(), Ok(Encoder::Random(_))) {
+    if matches!(info.encoder.parse::<Encoder>(), Ok(Encoder::Random(_)))
+        || vgg16::is_recorded(&info.encoder, input)?
+    {
         tensors.retain(|k, _| !k.starts_with("vgg."));
     }
     write_bundle_as(output, &info, &tensors, storage)

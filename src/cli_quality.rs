@@ -56,12 +56,14 @@ pub fn eval_quality(args: EvalQualityArgs) -> Result<()> {
     let styles = ImageFolder::scan(&args.style, 0)?.files;
     let device = candle_core::Device::Cpu;
     let stats = StyleStats::new(args.feature_seed, &device)?;
+    let vgg16 = StyleStats::vgg16(&device)?;
     let setup = Setup {
         contents: &contents,
         styles: &styles,
         max_side: args.max_side,
         controls: Controls { alpha: args.alpha, alpha_prior: false },
         stats: &stats,
+        vgg16: &vgg16,
         device: &device,
     };
     let pairs = (contents.len() * styles.len()) as u64;
@@ -78,11 +80,13 @@ pub fn eval_quality(args: EvalQualityArgs) -> Result<()> {
     }
     bar.finish_and_clear();
 
-    let summaries: Vec<Summary> = runs
-        .iter()
-        .map(|(name, e)| Summary::new(name.clone(), &e.iter().map(|e| e.score.clone()).collect::<Vec<_>>()))
-        .collect();
+    let scores: Vec<(&String, Vec<quality::PairScore>)> =
+        runs.iter().map(|(name, e)| (name, e.iter().map(|e| e.score.clone()).collect())).collect();
+    let summaries: Vec<Summary> = scores.iter().map(|(name, s)| Summary::new(name.to_string(), s)).collect();
+    let by_style: Vec<(PathBuf, Summary)> =
+        scores.iter().flat_map(|(name, s)| Summary::by_style(name, s)).collect();
     print_table(&summaries, contents.len(), styles.len(), &args);
+    print_style_table(&by_style);
 
     if let Some(path) = &args.json {
         let pairs: Vec<_> = runs
@@ -92,11 +96,12 @@ pub fn eval_quality(args: EvalQualityArgs) -> Result<()> {
             })
             .collect();
         let json = serde_json::json!({
-            "conventions": "chamfer: RGB 0..255, squared distance, mean over each image's pixels (<= 4096 sampled), both directions summed; ssim: luma, 11x11 Gaussian sigma 1.5, valid region; stats: sum over relu1_1..relu4_1 of |mu|_2 + |sigma|_2 differences, random VGG-19",
+            "conventions": "chamfer: RGB 0..255, squared distance, mean over each image's pixels (<= 4096 sampled), both directions summed; ssim: luma, 11x11 Gaussian sigma 1.5, valid region; stats: sum over relu1_1..relu4_1 of |mu|_2 + |sigma|_2 differences, random VGG-19; vgg16: the same on torchvision's ImageNet VGG-16",
             "max_side": args.max_side,
             "feature_seed": args.feature_seed,
             "alpha": args.alpha,
             "summaries": summaries,
+            "by_style": by_style.iter().map(|(style, s)| serde_json::json!({ "style": style, "summary": s })).collect::<Vec<_>>(),
             "pairs": pairs,
         });
         crate::output::write_atomically(path, serde_json::to_string_pretty(&json)?.as_bytes())
@@ -119,18 +124,35 @@ fn print_table(summaries: &[Summary], contents: usize, styles: usize, args: &Eva
         "{} contents x {} styles, longer side {} px, alpha {}, statistics of random:{}",
         contents, styles, args.max_side, args.alpha, args.feature_seed
     );
-    println!("| model | Chamfer(out, style) | Chamfer(content, style) | ratio | SSIM(out, content) | stats(out, style) | stats(content, style) |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| model | Chamfer(out, style) | Chamfer(content, style) | ratio | SSIM(out, content) | stats(out, style) | stats(content, style) | VGG-16(out, style) | VGG-16(content, style) |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for s in summaries {
         println!(
-            "| {} | {:.1} | {:.1} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            "| {} | {:.1} | {:.1} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
             s.model,
             s.chamfer_output,
             s.chamfer_content,
             s.chamfer_ratio,
             s.ssim,
             s.stats_output,
-            s.stats_content
+            s.stats_content,
+            s.vgg16_output,
+            s.vgg16_content
+        );
+    }
+}
+
+/// Per model and style: the Chamfer ratio, SSIM and the VGG-16 style distance (output and content).
+fn print_style_table(by_style: &[(PathBuf, Summary)]) {
+    println!();
+    println!("| model | style | ratio | SSIM(out, content) | VGG-16(out, style) | VGG-16(content, style) |");
+    println!("|---|---|---|---|---|---|");
+    for (style, s) in by_style {
+        let name =
+            style.file_name().map_or_else(|| style.display().to_string(), |n| n.to_string_lossy().into());
+        println!(
+            "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            s.model, name, s.chamfer_ratio, s.ssim, s.vgg16_output, s.vgg16_content
         );
     }
 }

@@ -141,9 +141,10 @@ pub struct TrainArgs {
     /// neat.safetensors) at the end.
     #[arg(short, long)]
     pub out: PathBuf,
-    /// Frozen encoder: `random:SEED` (fixed random VGG-19, only the seed is stored), an official
+    /// Frozen encoder: `vgg16` (torchvision's ImageNet VGG-16, compiled in; bundles name it by
+    /// sha256), `random:SEED` (fixed random VGG-19, only the seed is stored), an official
     /// vgg_normalised.pth, or a bundle whose encoder to reuse.
-    #[arg(long, default_value = "random:0", value_name = "random:SEED|PATH")]
+    #[arg(long, default_value = "vgg16", value_name = "vgg16|random:SEED|PATH")]
     pub encoder: String,
     /// Training steps (optimizer updates).
     #[arg(long, default_value_t = 160_000)]

@@ -13,21 +13,25 @@
 //! `('storage', torch.<Type>Storage, key, location, numel[, view_metadata])`.
 //!
 //! The pickles are decoded by a data parser, not a pickle virtual machine: it knows the
-//! handful of opcodes that `torch.save` emits for state dicts, resolves globals against a
-//! fixed whitelist, and interprets the whitelisted callables as data. Nothing in the file
-//! is ever executed, and every size read from the file is checked against the bytes
-//! actually present before anything is allocated for it.
+//! handful of opcodes that `torch.save` (and numpy's ndarray pickling, for
+//! [`super::numpy_pickle`]) emits, resolves globals against a fixed whitelist per [`Dialect`],
+//! and interprets the whitelisted callables as data. Nothing in the file is ever executed, and
+//! every size read from the file is checked against the bytes actually present before anything
+//! is allocated for it.
 
 use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::io::{Cursor, Read};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use zip::result::ZipError;
 use zip::{CompressionMethod, ZipArchive};
 
-/// One tensor read from a .pth state dict, converted to f32, contiguous row-major.
+/// One tensor read from a .pth state dict (or one array of a numpy pickle), converted to f32,
+/// contiguous row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PthTensor {
     /// The state-dict key, e.g. `conv1.weight`.
@@ -58,14 +62,11 @@ pub enum PthError {
     Truncated { offset: usize, expected: &'static str },
     #[error(
         "pickle byte {offset}: opcode 0x{opcode:02x} is not supported \
-         (expected one that torch.save emits for a state dict)"
+         (expected one that {writer})"
     )]
-    UnsupportedOpcode { offset: usize, opcode: u8 },
-    #[error(
-        "pickle byte {offset}: global {module}.{name} is not allowed \
-         (expected collections.OrderedDict, a torch._utils tensor rebuilder or a torch storage type)"
-    )]
-    ForbiddenGlobal { offset: usize, module: String, name: String },
+    UnsupportedOpcode { offset: usize, opcode: u8, writer: &'static str },
+    #[error("pickle byte {offset}: global {module}.{name} is not allowed (expected {allowed})")]
+    ForbiddenGlobal { offset: usize, module: String, name: String, allowed: &'static str },
     #[error("pickle byte {offset}: {what} exceeds the limit of {limit}")]
     LimitExceeded { offset: usize, what: &'static str, limit: usize },
     #[error("pickle byte {offset}: expected {expected}, found {found}")]
@@ -137,7 +138,7 @@ fn read_zip(bytes: &[u8]) -> Result<Vec<PthTensor>, PthError> {
     let prefix = archive_prefix(&archive)?;
     check_byteorder(&mut archive, &prefix, bytes.len())?;
     let pickle = read_entry(&mut archive, &format!("{prefix}/data.pkl"), bytes.len())?;
-    let (top, _) = load_pickle(&pickle, 0)?;
+    let (top, _) = load_pickle(&pickle, 0, Dialect::Torch)?;
     let entries = state_dict_entries(&top)?;
     let mut storages = Storages::new();
     for storage in &unique_storages(&entries)? {
@@ -230,14 +231,14 @@ fn read_entry(
 }
 
 fn read_legacy(bytes: &[u8]) -> Result<Vec<PthTensor>, PthError> {
-    let (magic, pos) = load_pickle(bytes, 0)?;
+    let (magic, pos) = load_pickle(bytes, 0, Dialect::Torch)?;
     expect_int(&magic, LEGACY_MAGIC, "the legacy magic number")?;
-    let (version, pos) = load_pickle(bytes, pos)?;
+    let (version, pos) = load_pickle(bytes, pos, Dialect::Torch)?;
     expect_int(&version, LEGACY_PROTOCOL_VERSION, "legacy protocol version")?;
-    let (sys_info, pos) = load_pickle(bytes, pos)?;
+    let (sys_info, pos) = load_pickle(bytes, pos, Dialect::Torch)?;
     check_little_endian(&sys_info)?;
-    let (top, pos) = load_pickle(bytes, pos)?;
-    let (keys, pos) = load_pickle(bytes, pos)?;
+    let (top, pos) = load_pickle(bytes, pos, Dialect::Torch)?;
+    let (keys, pos) = load_pickle(bytes, pos, Dialect::Torch)?;
     let entries = state_dict_entries(&top)?;
     let storages = legacy_storages(bytes, pos, &keys, &unique_storages(&entries)?)?;
     convert(&entries, &storages)
@@ -523,7 +524,7 @@ fn for_each_index(tensor: &TensorRef, numel: usize, mut visit: impl FnMut(usize)
 /// Element types of torch storages. Only the float ones convert; the others are known so
 /// that their storages can be sized and the error can name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum DType {
+pub(super) enum DType {
     F32,
     F64,
     F16,
@@ -554,7 +555,23 @@ impl DType {
         })
     }
 
-    fn name(self) -> &'static str {
+    /// The dtype of a numpy type code without its byte order (`f4`, `i8`, ...).
+    fn from_numpy_code(code: &str) -> Option<Self> {
+        Some(match code {
+            "f2" => Self::F16,
+            "f4" => Self::F32,
+            "f8" => Self::F64,
+            "i8" => Self::I64,
+            "i4" => Self::I32,
+            "i2" => Self::I16,
+            "i1" => Self::I8,
+            "u1" => Self::U8,
+            "b1" => Self::Bool,
+            _ => return None,
+        })
+    }
+
+    pub(super) fn name(self) -> &'static str {
         match self {
             Self::F32 => "float32",
             Self::F64 => "float64",
@@ -570,7 +587,7 @@ impl DType {
     }
 
     /// Bytes per element.
-    fn size(self) -> usize {
+    pub(super) fn size(self) -> usize {
         match self {
             Self::F64 | Self::I64 => 8,
             Self::F32 | Self::I32 => 4,
@@ -580,7 +597,7 @@ impl DType {
     }
 
     /// Converts one little-endian element of exactly `size()` bytes; None for non-float dtypes.
-    fn decoder(self) -> Option<fn(&[u8]) -> f32> {
+    pub(super) fn decoder(self) -> Option<fn(&[u8]) -> f32> {
         match self {
             Self::F32 => Some(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
             Self::F64 => {
@@ -634,6 +651,9 @@ mod op {
     pub const BINUNICODE: u8 = b'X';
     pub const SHORT_BINUNICODE: u8 = 0x8c;
     pub const BINUNICODE8: u8 = 0x8d;
+    pub const SHORT_BINBYTES: u8 = b'C';
+    pub const BINBYTES: u8 = b'B';
+    pub const BINBYTES8: u8 = 0x8e;
     pub const BININT: u8 = b'J';
     pub const BININT1: u8 = b'K';
     pub const BININT2: u8 = b'M';
@@ -657,7 +677,7 @@ mod op {
 /// A decoded pickle value. Containers are reference-counted so that memo references are
 /// cheap, and carry their nesting depth so that it can be bounded without walking them.
 #[derive(Clone)]
-enum Value {
+pub(super) enum Value {
     None,
     Bool(bool),
     Int(i128),
@@ -671,33 +691,105 @@ enum Value {
     Dict(Rc<Dict>),
     Storage(Rc<StorageRef>),
     Tensor(Rc<TensorRef>),
+    /// A bytes object, as where it lies in the input (never copied).
+    Bytes(Range<usize>),
+    /// A numpy dtype. BUILD sets its byte order in place, as numpy's `__setstate__` does, so the
+    /// memo's reference (which later arrays share) sees it: hence the cell.
+    NumpyDtype(Rc<Cell<NumpyDtype>>),
+    /// A numpy ndarray: stateless from `_reconstruct` until BUILD gives it its state, in place
+    /// likewise.
+    NumpyArray(Rc<RefCell<Option<NumpyArray>>>),
+}
+
+/// A numpy dtype: element type and byte order (`<`, `>`, `|` not applicable, `=` native: the
+/// order of a dtype that BUILD has not set yet).
+#[derive(Clone, Copy)]
+pub(super) struct NumpyDtype {
+    pub(super) dtype: DType,
+    pub(super) order: u8,
+}
+
+/// An ndarray's state: `shape` elements of `dtype`, stored in C (row-major) or Fortran order in
+/// `data`, a range of the pickle's bytes.
+pub(super) struct NumpyArray {
+    pub(super) shape: Vec<usize>,
+    pub(super) dtype: Rc<Cell<NumpyDtype>>,
+    pub(super) fortran: bool,
+    pub(super) data: Range<usize>,
 }
 
 /// A tuple's or list's items; `depth` is 1 + the deepest item's (1 when empty, scalars count 0).
 #[derive(Default)]
-struct Seq {
-    items: Vec<Value>,
+pub(super) struct Seq {
+    pub(super) items: Vec<Value>,
     depth: usize,
 }
 
 /// A dict's (key, value) pairs in insertion order; `depth` as for [`Seq`].
 #[derive(Default)]
-struct Dict {
-    items: Vec<(Value, Value)>,
+pub(super) struct Dict {
+    pub(super) items: Vec<(Value, Value)>,
     depth: usize,
 }
 
-/// The only globals a checkpoint may name.
+/// The only globals a pickle may name (each [`Dialect`] allows some of them).
 #[derive(Clone, Copy)]
-enum Global {
+pub(super) enum Global {
     OrderedDict,
     RebuildTensorV2,
     RebuildParameter,
     StorageType(DType),
+    /// `numpy.core.multiarray._reconstruct` (`numpy._core` since numpy 2): an empty ndarray.
+    NumpyReconstruct,
+    NumpyNdarray,
+    NumpyDtype,
+}
+
+/// Who wrote a pickle, which decides the globals it may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dialect {
+    /// `torch.save` of a state dict.
+    Torch,
+    /// `pickle.dump` of (nested) dicts of numpy arrays.
+    Numpy,
+}
+
+impl Dialect {
+    /// The whitelist: anything else is refused by name.
+    fn resolve(self, module: &str, name: &str) -> Option<Global> {
+        match (self, module, name) {
+            (Self::Torch, "collections", "OrderedDict") => Some(Global::OrderedDict),
+            (Self::Torch, "torch._utils", "_rebuild_tensor_v2") => Some(Global::RebuildTensorV2),
+            (Self::Torch, "torch._utils", "_rebuild_parameter") => Some(Global::RebuildParameter),
+            (Self::Torch, "torch", class) => DType::from_storage_class(class).map(Global::StorageType),
+            (Self::Numpy, "numpy.core.multiarray" | "numpy._core.multiarray", "_reconstruct") => {
+                Some(Global::NumpyReconstruct)
+            }
+            (Self::Numpy, "numpy", "ndarray") => Some(Global::NumpyNdarray),
+            (Self::Numpy, "numpy", "dtype") => Some(Global::NumpyDtype),
+            _ => None,
+        }
+    }
+
+    /// The globals [`Self::resolve`] allows, for error messages.
+    fn allowed(self) -> &'static str {
+        match self {
+            Self::Torch => "collections.OrderedDict, a torch._utils tensor rebuilder or a torch storage type",
+            Self::Numpy => "numpy's _reconstruct, ndarray or dtype",
+        }
+    }
+
+    /// Who writes this dialect, for error messages.
+    fn writer(self) -> &'static str {
+        match self {
+            Self::Torch => "torch.save emits for a state dict",
+            Self::Numpy => "pickle emits for dicts of numpy arrays",
+        }
+    }
 }
 
 /// A persistent id: `numel` elements of `dtype` stored under `key`.
-struct StorageRef {
+pub(super) struct StorageRef {
     key: Rc<str>,
     dtype: DType,
     numel: usize,
@@ -714,7 +806,7 @@ impl StorageRef {
 }
 
 /// What `_rebuild_tensor_v2` describes: a strided view into a storage, in elements.
-struct TensorRef {
+pub(super) struct TensorRef {
     storage: Rc<StorageRef>,
     offset: usize,
     shape: Vec<usize>,
@@ -722,7 +814,7 @@ struct TensorRef {
 }
 
 impl Value {
-    fn type_name(&self) -> &'static str {
+    pub(super) fn type_name(&self) -> &'static str {
         match self {
             Self::None => "None",
             Self::Bool(_) => "a bool",
@@ -733,11 +825,17 @@ impl Value {
             Self::Global(Global::RebuildTensorV2) => "the function _rebuild_tensor_v2",
             Self::Global(Global::RebuildParameter) => "the function _rebuild_parameter",
             Self::Global(Global::StorageType(_)) => "a torch storage class",
+            Self::Global(Global::NumpyReconstruct) => "the function numpy _reconstruct",
+            Self::Global(Global::NumpyNdarray) => "the class numpy.ndarray",
+            Self::Global(Global::NumpyDtype) => "the class numpy.dtype",
             Self::Tuple(_) => "a tuple",
             Self::List(_) => "a list",
             Self::Dict(_) => "a dict",
             Self::Storage(_) => "a storage",
             Self::Tensor(_) => "a tensor",
+            Self::Bytes(_) => "bytes",
+            Self::NumpyDtype(_) => "a numpy dtype",
+            Self::NumpyArray(_) => "a numpy array",
         }
     }
 
@@ -750,22 +848,12 @@ impl Value {
     }
 }
 
-/// The whitelist: anything else is refused by name.
-fn resolve_global(module: &str, name: &str) -> Option<Global> {
-    match (module, name) {
-        ("collections", "OrderedDict") => Some(Global::OrderedDict),
-        ("torch._utils", "_rebuild_tensor_v2") => Some(Global::RebuildTensorV2),
-        ("torch._utils", "_rebuild_parameter") => Some(Global::RebuildParameter),
-        ("torch", class) => DType::from_storage_class(class).map(Global::StorageType),
-        _ => None,
-    }
-}
-
-/// Decodes the pickle starting at `start` in `input`; returns its value and the position
-/// just past its STOP opcode.
-fn load_pickle(input: &[u8], start: usize) -> Result<(Value, usize), PthError> {
+/// Decodes the pickle of `dialect` starting at `start` in `input`; returns its value and the
+/// position just past its STOP opcode.
+pub(super) fn load_pickle(input: &[u8], start: usize, dialect: Dialect) -> Result<(Value, usize), PthError> {
     let mut unpickler = Unpickler {
         input,
+        dialect,
         pos: start,
         op_start: start,
         stack: Vec::new(),
@@ -778,6 +866,7 @@ fn load_pickle(input: &[u8], start: usize) -> Result<(Value, usize), PthError> {
 
 struct Unpickler<'a> {
     input: &'a [u8],
+    dialect: Dialect,
     pos: usize,
     /// Offset of the opcode being executed, for error messages.
     op_start: usize,
@@ -856,6 +945,18 @@ impl<'a> Unpickler<'a> {
                 let int = u16::from_le_bytes(self.array("an int")?);
                 self.push_int(int)
             }
+            op::SHORT_BINBYTES => {
+                let len = self.byte("a bytes length")?;
+                self.bytes(usize::from(len))
+            }
+            op::BINBYTES => {
+                let len = u32::from_le_bytes(self.array("a bytes length")?);
+                self.bytes(len as usize)
+            }
+            op::BINBYTES8 => {
+                let len = u64::from_le_bytes(self.array("a bytes length")?);
+                self.bytes(usize::try_from(len).unwrap_or(usize::MAX))
+            }
             op::LONG1 => self.long1(),
             op::BINFLOAT => {
                 self.take(8, "a float")?;
@@ -912,7 +1013,11 @@ impl<'a> Unpickler<'a> {
                 self.push(Value::Storage(Rc::new(storage)))
             }
             op::BUILD => self.build(),
-            _ => Err(PthError::UnsupportedOpcode { offset: self.op_start, opcode }),
+            _ => Err(PthError::UnsupportedOpcode {
+                offset: self.op_start,
+                opcode,
+                writer: self.dialect.writer(),
+            }),
         }
     }
 
@@ -1062,6 +1167,13 @@ impl<'a> Unpickler<'a> {
         self.push(Value::Str(text.into()))
     }
 
+    /// A bytes object of `len` bytes, kept as its place in the input.
+    fn bytes(&mut self, len: usize) -> Result<(), PthError> {
+        let start = self.pos;
+        self.take(len, "bytes")?;
+        self.push(Value::Bytes(start..self.pos))
+    }
+
     /// LONG1: a little-endian two's-complement integer of up to 255 bytes; torch only needs
     /// the legacy magic number's 10.
     fn long1(&mut self) -> Result<(), PthError> {
@@ -1099,10 +1211,11 @@ impl<'a> Unpickler<'a> {
     }
 
     fn global(&mut self, module: &str, name: &str) -> Result<(), PthError> {
-        let global = resolve_global(module, name).ok_or_else(|| PthError::ForbiddenGlobal {
+        let global = self.dialect.resolve(module, name).ok_or_else(|| PthError::ForbiddenGlobal {
             offset: self.op_start,
             module: module.to_owned(),
             name: name.to_owned(),
+            allowed: self.dialect.allowed(),
         })?;
         self.push(Value::Global(global))
     }
@@ -1122,8 +1235,10 @@ impl<'a> Unpickler<'a> {
                     other.map_or("nothing", Value::type_name),
                 )),
             },
+            Value::Global(Global::NumpyReconstruct) => self.reconstruct(&args.items),
+            Value::Global(Global::NumpyDtype) => self.numpy_dtype(&args.items),
             other => Err(self.unexpected_text(
-                "OrderedDict() or a torch._utils tensor rebuilder",
+                "a call of a whitelisted function or class",
                 format!("a call of {} with {} argument(s)", other.type_name(), args.items.len()),
             )),
         }
@@ -1192,14 +1307,91 @@ impl<'a> Unpickler<'a> {
         })
     }
 
-    /// BUILD sets an object's state; torch only applies it to the state dict's OrderedDict
-    /// (its `_metadata` attribute), which carries no tensor data, so the state is dropped.
+    /// `numpy.core.multiarray._reconstruct(ndarray, (0,), b'b')`: numpy pickles an array as this
+    /// empty ndarray, then BUILDs it with its state. Subclasses are not whitelisted.
+    fn reconstruct(&self, args: &[Value]) -> Result<Value, PthError> {
+        match args {
+            [Value::Global(Global::NumpyNdarray), Value::Tuple(_), Value::Bytes(_)] => {
+                Ok(Value::NumpyArray(Rc::default()))
+            }
+            _ => Err(self.unexpected_text(
+                "_reconstruct(numpy.ndarray, shape, bytes)",
+                format!("{} argument(s)", args.len()),
+            )),
+        }
+    }
+
+    /// `numpy.dtype(code, align, copy)`, e.g. `dtype('f4', False, True)`; BUILD sets the byte order.
+    fn numpy_dtype(&self, args: &[Value]) -> Result<Value, PthError> {
+        let [Value::Str(code), Value::Bool(_), Value::Bool(_)] = args else {
+            return Err(
+                self.unexpected_text("dtype(type code, bool, bool)", format!("{} argument(s)", args.len()))
+            );
+        };
+        let dtype = DType::from_numpy_code(code).ok_or_else(|| {
+            self.unexpected_text("a numpy type code f2, f4, f8, i1..i8, u1 or b1", format!("{code:?}"))
+        })?;
+        Ok(Value::NumpyDtype(Rc::new(Cell::new(NumpyDtype { dtype, order: b'=' }))))
+    }
+
+    /// BUILD sets an object's state. Torch only applies it to the state dict's OrderedDict (its
+    /// `_metadata` attribute), which carries no tensor data, so that state is dropped; numpy
+    /// applies it to dtypes and arrays.
     fn build(&mut self) -> Result<(), PthError> {
-        self.pop()?;
+        let state = self.pop()?;
         match self.stack.last() {
             Some(Value::Dict(_)) => Ok(()),
-            other => Err(self.unexpected("a dict to BUILD", other.map_or("nothing", Value::type_name))),
+            Some(Value::NumpyDtype(dtype)) => {
+                let order = self.dtype_order(&state)?;
+                dtype.set(NumpyDtype { order, ..dtype.get() });
+                Ok(())
+            }
+            Some(Value::NumpyArray(array)) => {
+                let built = self.array_state(&state)?;
+                *array.borrow_mut() = Some(built);
+                Ok(())
+            }
+            other => Err(self.unexpected(
+                "a dict, numpy dtype or numpy array to BUILD",
+                other.map_or("nothing", Value::type_name),
+            )),
         }
+    }
+
+    /// A dtype's state `(version, order, subarray, names, fields, elsize, alignment, flags[,
+    /// metadata])`: only plain (non-structured, non-subarray) dtypes are data here.
+    fn dtype_order(&self, state: &Value) -> Result<u8, PthError> {
+        let expected = "a plain dtype's state (version, byte order, None, None, None, ...)";
+        let Value::Tuple(state) = state else {
+            return Err(self.unexpected(expected, state.type_name()));
+        };
+        match &state.items[..] {
+            [Value::Int(_), Value::Str(order), Value::None, Value::None, Value::None, ..]
+                if matches!(order.as_bytes(), [b'<' | b'>' | b'|' | b'=']) =>
+            {
+                Ok(order.as_bytes()[0])
+            }
+            _ => Err(self.unexpected_text(expected, format!("a tuple of {} items", state.items.len()))),
+        }
+    }
+
+    /// An ndarray's state `(1, shape, dtype, is_fortran, data)`, `data` raw bytes.
+    fn array_state(&self, state: &Value) -> Result<NumpyArray, PthError> {
+        let expected = "an ndarray's state (1, shape, dtype, is_fortran, bytes)";
+        let Value::Tuple(state) = state else {
+            return Err(self.unexpected(expected, state.type_name()));
+        };
+        let [Value::Int(1), shape, Value::NumpyDtype(dtype), Value::Bool(fortran), Value::Bytes(data)] =
+            &state.items[..]
+        else {
+            return Err(self.unexpected_text(expected, format!("a tuple of {} items", state.items.len())));
+        };
+        Ok(NumpyArray {
+            shape: self.int_tuple(shape, "an array shape")?,
+            dtype: dtype.clone(),
+            fortran: *fortran,
+            data: data.clone(),
+        })
     }
 
     fn int_usize(&self, value: &Value, what: &str) -> Result<usize, PthError> {

@@ -19,7 +19,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::models::pama::{Pama, PamaStyle};
-use crate::models::vgg::Vgg;
+use crate::models::vgg::{Architecture, Vgg};
 use crate::nn::{blend, reflect_pad, upsample2, Conv3x3, Padding};
 use crate::ops::convert::{planar_to_rgb8, rgb8_to_planar};
 use crate::prior::{content_prior, ColourStats, PriorConfig};
@@ -165,8 +165,13 @@ pub struct Neat {
 }
 
 impl Neat {
-    /// Loads the `vgg`, `transform` and `decoder` namespaces of `vb`.
+    /// Loads the `vgg`, `transform` and `decoder` namespaces of `vb`, on the normalised VGG-19.
     pub fn new(config: NeatConfig, vb: VarBuilder) -> Result<Self> {
+        Self::with_encoder(config, Architecture::Normalised19, vb)
+    }
+
+    /// As [`Neat::new`], on an encoder of `architecture`.
+    pub fn with_encoder(config: NeatConfig, architecture: Architecture, vb: VarBuilder) -> Result<Self> {
         if config.pama_blocks == 0 {
             candle_core::bail!("NeAT needs at least one PAMA block, the config says 0");
         }
@@ -176,7 +181,7 @@ impl Neat {
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             config,
-            vgg: Vgg::new_to(4, vb.pp("vgg"))?,
+            vgg: Vgg::build(architecture, 4, vb.pp("vgg"))?,
             align,
             decoder: Decoder::new(vb.pp("decoder"))?,
         })
@@ -201,7 +206,9 @@ impl Neat {
     /// Prepares a style image `[1, 3, H_s, W_s]` (RGB in [0, 1], any size of at least one pixel).
     pub fn encode_style(&self, style: &Tensor) -> Result<NeatStyle> {
         let _span = tracing::debug_span!("encode_style").entered();
-        let fs = self.vgg.forward_last(style, 4)?;
+        // The style is not padded like the content: padding to multiples of 8 only matters for
+        // VGG-16's floor pools (which would drop up to 7 rows and fail below 8 px).
+        let fs = self.vgg.forward_last(&self.vgg.pad_for_pools(style, 4)?, 4)?;
         Ok(NeatStyle {
             dtype: style.dtype(),
             colour: ColourStats::of(style).map_err(candle_core::Error::wrap)?,

@@ -12,7 +12,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Conv2d, VarBuilder};
 
-use crate::models::vgg::Vgg;
+use crate::models::vgg::{Architecture, Vgg};
 use crate::nn::{blend, conv1x1, mean_variance_norm, reflect_pad, upsample2, Conv3x3, Padding};
 use crate::ops::blocked_attention::{
     aggregate_style_patches, block, distributed_attention, progressive_attention, HEADS,
@@ -228,10 +228,16 @@ pub struct StyA2K {
 }
 
 impl StyA2K {
-    /// Loads the `vgg`, `a2k`, `transform` and `decoder` namespaces of `vb`.
+    /// Loads the `vgg`, `a2k`, `transform` and `decoder` namespaces of `vb`, on the normalised VGG-19.
     pub fn new(vb: VarBuilder) -> Result<Self> {
+        Self::with_encoder(Architecture::Normalised19, vb)
+    }
+
+    /// As [`StyA2K::new`], on an encoder of `architecture`. Inputs are padded to multiples of
+    /// [`PAD_MULTIPLE`] either way, so VGG-16's floor pools drop nothing.
+    pub fn with_encoder(architecture: Architecture, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            vgg: Vgg::new(vb.pp("vgg"))?,
+            vgg: Vgg::build(architecture, 5, vb.pp("vgg"))?,
             a2k: A2k::new(256, REGION_RELU3_1, vb.pp("a2k"))?,
             transform: Transform::new(vb.pp("transform"))?,
             decoder: Decoder::new(vb.pp("decoder"))?,

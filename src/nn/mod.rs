@@ -9,4 +9,4 @@ mod pad;
 pub use blend::blend;
 pub use conv::{conv1x1, Conv3x3, Padding};
 pub use norm::{mean_std, mean_variance_norm};
-pub use pad::{max_pool2x2_ceil, reflect_pad, upsample2};
+pub use pad::{max_pool2x2_ceil, max_pool2x2_floor, reflect_pad, upsample2};

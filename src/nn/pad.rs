@@ -56,6 +56,16 @@ pub fn max_pool2x2_ceil(x: &Tensor) -> Result<Tensor> {
     x.reshape((b, c, h / 2, 2, w / 2, 2))?.max(5)?.max(3)
 }
 
+/// 2x2 max pooling with stride 2 and `ceil_mode = false` (PyTorch's default, as torchvision's VGG
+/// pools): an odd side's last row/column is dropped. `[B, C, H, W] -> [B, C, floor(H/2), floor(W/2)]`.
+pub fn max_pool2x2_floor(x: &Tensor) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    let (h, w) = (h / 2, w / 2);
+    // The same window max as `max_pool2x2_ceil`, for the same reason (candle's max_pool2d gradient).
+    // [B, C, 2h, 2w] -> [B, C, h, 2, w, 2] -> max over the 2s -> [B, C, h, w]
+    x.narrow(2, 0, 2 * h)?.narrow(3, 0, 2 * w)?.reshape((b, c, h, 2, w, 2))?.max(5)?.max(3)
+}
+
 /// Nearest-neighbour x2 upsampling, the decoders' inverse of the encoder's pools:
 /// `[B, C, H, W] -> [B, C, 2H, 2W]`.
 pub fn upsample2(x: &Tensor) -> Result<Tensor> {
@@ -78,6 +88,17 @@ mod tests {
         // Top padding row mirrors row 1; right padding of row 0 is [2, 1, 0].
         let row0 = p.get(0)?.get(0)?.get(0)?.to_vec1::<f32>()?;
         assert_eq!(row0, vec![4., 5., 6., 7., 6., 5., 4.]);
+        Ok(())
+    }
+
+    #[test]
+    fn floor_pool_equals_candles_max_pool2d() -> Result<()> {
+        // candle's max_pool2d is PyTorch's floor mode; its forward is the independent reference.
+        let x = Tensor::arange(0f32, 2. * 7. * 5., &Device::Cpu)?.sin()?.reshape((1, 2, 7, 5))?;
+        let want = x.max_pool2d(2)?;
+        let got = max_pool2x2_floor(&x)?;
+        assert_eq!(got.dims4()?, (1, 2, 3, 2));
+        assert_eq!(got.flatten_all()?.to_vec1::<f32>()?, want.flatten_all()?.to_vec1::<f32>()?);
         Ok(())
     }
 

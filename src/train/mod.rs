@@ -109,7 +109,7 @@ pub struct TrainConfig {
     pub style: PathBuf,
     /// Output folder: checkpoints, `loss.csv`, `samples/`, the final `<model>.safetensors`.
     pub out: PathBuf,
-    /// `random:SEED` or a file (see `checkpoint::Encoder`).
+    /// `vgg16`, `random:SEED` or a file (see `checkpoint::Encoder`).
     pub encoder: String,
     pub steps: u64,
     pub batch: usize,
@@ -238,10 +238,10 @@ fn trainee(
 ) -> Result<Box<dyn Trainee>, TrainError> {
     Ok(match &config.model {
         ModelSettings::Stya2k(weights) => {
-            // A seed describes a random encoder completely; a file's tensors travel in every checkpoint.
-            // (NeAT's strict loader wants its encoder tensors in the bundle either way.)
+            // A seed describes a random encoder completely, and VGG-16 is compiled in (bundles name it
+            // by hash); a file's tensors travel in every checkpoint.
             let frozen_saved = match encoder {
-                Encoder::Random(_) => HashMap::new(),
+                Encoder::Random(_) | Encoder::Vgg16 => HashMap::new(),
                 Encoder::File(_) => vgg.clone(),
             };
             Box::new(stya2k::Stya2kTrainee::new(&vgg, frozen_saved, config.seed, *weights, device)?)

@@ -35,7 +35,8 @@ use super::trainee::Trainable;
 use super::{AdamSteps, Outcome, Trainee};
 use crate::checkpoint::{NEAT, TRAINING_STATE};
 use crate::models::neat::{Controls, Neat, NeatConfig};
-use crate::nn::{Conv3x3, Padding};
+use crate::models::vgg::Architecture;
+use crate::nn::Conv3x3;
 
 /// Taps the losses read: relu1_1 .. relu4_1.
 const TAPS: usize = 4;
@@ -180,7 +181,7 @@ pub struct NeatTrainee {
     pub generator: Trainable<Neat>,
     pub heads: Trainable<Heads>,
     pub critics: Trainable<Critics>,
-    /// The frozen encoder's conv4_2 (layer `32`), for L_c.
+    /// The frozen encoder's conv4_2 (`32` of the normalised VGG-19, `features.19` of VGG-16), for L_c.
     conv4_2: Conv3x3,
     adam_g: Adam,
     adam_d: Adam,
@@ -188,7 +189,8 @@ pub struct NeatTrainee {
     /// The generator schedule's base rate: the discriminators' rate decays with the same factor.
     base_lr: f64,
     seed: u64,
-    /// The encoder tensors NeAT runs, which its bundles must hold.
+    /// The encoder tensors NeAT runs, which its bundles must hold (none for VGG-16: bundles name the
+    /// compiled-in file by hash).
     encoder: HashMap<String, Tensor>,
 }
 
@@ -213,14 +215,23 @@ impl NeatTrainee {
         device: &Device,
     ) -> Result<Self> {
         let state = TRAINING_STATE.trim_end_matches('.');
-        let generator = Trainable::new(vgg, seed, device, |vb| Neat::new(settings.network, vb))?;
+        let architecture = Architecture::of_keys(vgg.keys());
+        let generator =
+            Trainable::new(vgg, seed, device, |vb| Neat::with_encoder(settings.network, architecture, vb))?;
         let heads = Trainable::new(vgg, seed, device, |vb| Heads::new(vb.pp(state).pp("heads")))?;
         let critics = Trainable::new(vgg, seed, device, |vb| Critics::new(vb.pp(state).pp("critics")))?;
-        let conv4_2 =
-            Trainable::new(vgg, seed, device, |vb| Conv3x3::new(512, 512, Padding::Reflect, vb.pp("vgg.32")))
-                .map_err(|e| candle_core::Error::Msg(format!("L_c needs the encoder's conv4_2: {e}")))?
-                .model;
-        let encoder = generator.frozen_used.iter().map(|k| (k.clone(), vgg[k].clone())).collect();
+        let (conv4_2_key, padding) = architecture.conv4_2();
+        let conv4_2 = Trainable::new(vgg, seed, device, |vb| {
+            Conv3x3::new(512, 512, padding, vb.pp("vgg").pp(conv4_2_key))
+        })
+        .map_err(|e| candle_core::Error::Msg(format!("L_c needs the encoder's conv4_2: {e}")))?
+        .model;
+        let encoder = match architecture {
+            Architecture::Torchvision16 => HashMap::new(),
+            Architecture::Normalised19 => {
+                generator.frozen_used.iter().map(|k| (k.clone(), vgg[k].clone())).collect()
+            }
+        };
         let adam_g = Adam::new([generator.params.clone(), heads.params.clone()].concat())?;
         let adam_d = Adam::new(critics.params.clone())?;
         Ok(Self { generator, heads, critics, conv4_2, adam_g, adam_d, settings, base_lr, seed, encoder })

@@ -12,6 +12,7 @@ use super::trainee::Trainable;
 use super::{AdamSteps, Outcome, Trainee};
 use crate::checkpoint::{STYA2K, TRAINING_STATE};
 use crate::models::stya2k::StyA2K;
+use crate::models::vgg::Architecture;
 
 pub struct Stya2kTrainee {
     pub net: Trainable<StyA2K>,
@@ -30,7 +31,8 @@ impl Stya2kTrainee {
         weights: Weights,
         device: &Device,
     ) -> Result<Self> {
-        let net = Trainable::new(frozen, seed, device, StyA2K::new)?;
+        let architecture = Architecture::of_keys(frozen.keys());
+        let net = Trainable::new(frozen, seed, device, |vb| StyA2K::with_encoder(architecture, vb))?;
         let adam = Adam::new(net.params.clone())?;
         Ok(Self { net, adam, weights, frozen_saved })
     }

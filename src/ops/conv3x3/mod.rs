@@ -3,13 +3,19 @@
 //! `y = relu?(conv(pad1(x), W) + b)`: `x` `[B, C_in, H, W]`, `W` `[C_out, C_in, 3, 3]`, `b` `[C_out]`,
 //! `y` `[B, C_out, H, W]`, f32. Padding (reflection or zeros) is written into the border of the op's
 //! own input buffer, and bias and ReLU are applied per output tile while it is in cache, so a layer
-//! is one pass over its input and one over its output around the products (`direct.rs`).
+//! is one pass over its input and one over its output around the products.
 //!
-//! The op is differentiable: the input gradient is the same convolution of the output gradient with
-//! the flipped, transposed filters (zero padding 2, then the padding's adjoint folds the border back),
-//! the filter gradient nine products of the output gradient with shifted views of the padded input.
-//! `reference.rs` is the plain loop every path is tested against (and, with feature `check-kernels`,
-//! checked against on every forward call).
+//! - `direct.rs`: nine shifted-view `gemm` products per row tile (plus the few-channel and
+//!   few-filter shapes of the RGB ends of a network); the training path.
+//! - `winograd.rs`: F(4x4, 3x3), a quarter of the multiplies, for inference on wide layers
+//!   ([`conv3x3_winograd`] with filters from [`winograd_filters`]).
+//! - `grad.rs`: the backward pass on the direct machinery. The input gradient is the same
+//!   convolution of the output gradient with the flipped, transposed filters (zero padding 2, then the
+//!   padding's adjoint folds the border back); the filter gradient is nine products of the output
+//!   gradient with shifted views of the padded input.
+//! - `reference.rs`: the plain loop every path is tested against (and, with feature
+//!   `check-kernels`, the direct path is checked against on every call).
+//! - `simd.rs`: AVX-512 builds of our own loops, chosen at run time.
 mod direct;
 mod grad;
 mod reference;
