@@ -5,7 +5,9 @@ pub mod convert;
 #[cfg(feature = "cuda")]
 mod cuda_launch;
 pub mod prior;
+mod product;
 mod reflect;
 mod storage;
 pub mod streaming_attention;
+pub(crate) use product::product;
 pub(crate) use reflect::reflect_index;

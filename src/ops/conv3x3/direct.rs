@@ -10,10 +10,10 @@
 //! Work is split into tiles of whole grid rows, sized so that a tile's `[C_out, pixels]` accumulator
 //! stays in the core's L2 cache across the nine products; the two cores take tiles in parallel and
 //! each finishes its tile (bias, ReLU, copy to NCHW) while it is hot.
-use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 use super::{simd, Padding};
+use crate::ops::product;
 use crate::ops::reflect_index;
 
 /// A padded, channel-major frame: channel `c` starts at `c * channel_stride`, row stride `width`.
@@ -116,26 +116,12 @@ pub(super) fn conv_valid(
             // SAFETY: acc is [c_out, n]; packed is [9 C_in, c_out] read as its transpose; columns is
             // [9 C_in, n]; all row-major and in bounds.
             unsafe {
-                gemm(
-                    c_out,
-                    n,
-                    9 * input.channels,
-                    acc.as_mut_ptr(),
-                    1,
-                    n as isize,
+                product(
+                    (c_out, n, 9 * input.channels),
+                    (acc.as_mut_ptr(), 1, n as isize),
                     false,
-                    packed.as_ptr(),
-                    c_out as isize,
-                    1,
-                    columns.as_ptr(),
-                    1,
-                    n as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
+                    (packed.as_ptr(), c_out as isize, 1),
+                    (columns.as_ptr(), 1, n as isize),
                 );
             }
         } else {
@@ -172,26 +158,12 @@ fn accumulate_taps(
         // `tap`; the input view reads rows y0 .. y0 + n / Wp + 2 of every channel plus two values,
         // inside `channel_stride` (see `Padded`).
         unsafe {
-            gemm(
-                c_out,
-                n,
-                input.channels,
-                acc.as_mut_ptr(),
-                1,
-                n as isize,
+            product(
+                (c_out, n, input.channels),
+                (acc.as_mut_ptr(), 1, n as isize),
                 k > 0,
-                weights.as_ptr().add(offset),
-                cs,
-                rs,
-                input.data.as_ptr().add(y0 * wp + shift),
-                1,
-                input.channel_stride as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
+                (weights.as_ptr().add(offset), cs, rs),
+                (input.data.as_ptr().add(y0 * wp + shift), 1, input.channel_stride as isize),
             );
         }
     }

@@ -7,11 +7,11 @@
 //! `dL/dW[o, c, t] = sum_q g[o, q] P(x)[c, q + shift(t)]`, nine products over the pixels, split
 //! across the cores and summed.
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape};
-use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 use super::direct::{conv_valid, Padded};
 use super::{dims4, f32_slice, Padding};
+use crate::ops::product;
 use crate::ops::reflect_index;
 
 /// `dL/dx` `[B, C_in, H, W]` from `g` `[B, C_out, H, W]` and `W` `[C_out, C_in, 3, 3]`.
@@ -115,26 +115,12 @@ impl CustomOp2 for WeightGrad {
                     // from offset t. grid is [C_out, n]; the input view reads q0 + shift .. q0 + k + shift
                     // of every channel, inside `channel_stride` (see `Padded`).
                     unsafe {
-                        gemm(
-                            c_out,
-                            c_in,
-                            k,
-                            d_w.as_mut_ptr().add(t),
-                            9,
-                            (9 * c_in) as isize,
+                        product(
+                            (c_out, c_in, k),
+                            (d_w.as_mut_ptr().add(t), 9, (9 * c_in) as isize),
                             i > 0,
-                            grid.as_ptr().add(q0),
-                            1,
-                            n as isize,
-                            padded.data.as_ptr().add(q0 + shift),
-                            padded.channel_stride as isize,
-                            1,
-                            1.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            Parallelism::None,
+                            (grid.as_ptr().add(q0), 1, n as isize),
+                            (padded.data.as_ptr().add(q0 + shift), padded.channel_stride as isize, 1),
                         );
                     }
                 }

@@ -54,11 +54,7 @@ pub fn conv3x3(x: &Tensor, weight: &Tensor, bias: &Tensor, padding: Padding, rel
             bias.dims()
         );
     }
-    for t in [x, weight, bias] {
-        if t.dtype() != DType::F32 || !t.device().is_cpu() {
-            candle_core::bail!("conv3x3 runs in f32 on the CPU, got {:?} on {:?}", t.dtype(), t.device());
-        }
-    }
+    check_cpu_f32([x, weight, bias])?;
     x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, Conv3x3 { padding, relu })
 }
 
@@ -93,11 +89,7 @@ pub fn conv3x3_winograd(
             bias.dims()
         );
     }
-    for t in [x, filters, bias] {
-        if t.dtype() != DType::F32 || !t.device().is_cpu() {
-            candle_core::bail!("conv3x3 runs in f32 on the CPU, got {:?} on {:?}", t.dtype(), t.device());
-        }
-    }
+    check_cpu_f32([x, filters, bias])?;
     x.contiguous()?.apply_op3_no_bwd(&filters.contiguous()?, &bias.contiguous()?, &Winograd { padding, relu })
 }
 
@@ -195,6 +187,15 @@ impl CustomOp3 for Winograd {
             winograd::conv(&padded, u, c_out, b, self.relu, h, wd, y);
         }
         Ok((CpuStorage::F32(out), Shape::from((batch, c_out, h, wd))))
+    }
+}
+
+fn check_cpu_f32(tensors: [&Tensor; 3]) -> Result<()> {
+    match tensors.iter().find(|t| t.dtype() != DType::F32 || !t.device().is_cpu()) {
+        Some(t) => {
+            candle_core::bail!("conv3x3 runs in f32 on the CPU, got {:?} on {:?}", t.dtype(), t.device())
+        }
+        None => Ok(()),
     }
 }
 

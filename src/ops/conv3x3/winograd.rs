@@ -10,11 +10,11 @@
 //!
 //! Rounding: the transforms' constants (1/4, 1/6, 1/24, 4, 8, ...) grow the f32 error to a few 1e-6
 //! relative per layer (the direct product's is ~1e-7); the golden tests bound the whole network.
-use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 use super::direct::Padded;
 use super::simd;
+use crate::ops::product;
 
 /// Tiles transformed together, one per SIMD lane (16 f32 in an AVX-512 register).
 const LANES: usize = 16;
@@ -129,26 +129,12 @@ pub(super) fn conv(
             // SAFETY: U[xi] is [c_out, c_in] row-major inside u; V[xi] is the [c_in, T] view with row
             // stride 36 T from offset xi T; M[xi] is [c_out, T] row-major.
             unsafe {
-                gemm(
-                    c_out,
-                    t_n,
-                    c_in,
-                    m_xi.as_mut_ptr(),
-                    1,
-                    t_n as isize,
+                product(
+                    (c_out, t_n, c_in),
+                    (m_xi.as_mut_ptr(), 1, t_n as isize),
                     false,
-                    u.as_ptr().add(xi * c_out * c_in),
-                    1,
-                    c_in as isize,
-                    v.as_ptr().add(xi * t_n),
-                    1,
-                    (36 * t_n) as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
+                    (u.as_ptr().add(xi * c_out * c_in), 1, c_in as isize),
+                    (v.as_ptr().add(xi * t_n), 1, (36 * t_n) as isize),
                 );
             }
         });

@@ -6,6 +6,7 @@
 use rayon::prelude::*;
 
 use super::{Geometry, KEY_TILE, QUERY_TILE};
+use crate::ops::product;
 
 /// Attention for every query. Returns `[d_v, N_q]` channel-major, like the queries.
 ///
@@ -99,26 +100,12 @@ fn matmul(out: &mut [f32], a: &View, b: &View, accumulate: bool) {
     // SAFETY: the asserts above keep every element gemm reads or writes inside the three slices; `out`
     // is a unique borrow, so it aliases neither input.
     unsafe {
-        gemm::gemm(
-            a.rows,
-            b.cols,
-            a.cols,
-            out.as_mut_ptr(),
-            1,
-            b.cols as isize,
+        product(
+            (a.rows, b.cols, a.cols),
+            (out.as_mut_ptr(), 1, b.cols as isize),
             accumulate,
-            a.data.as_ptr(),
-            a.col_stride as isize,
-            a.row_stride as isize,
-            b.data.as_ptr(),
-            b.col_stride as isize,
-            b.row_stride as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
+            (a.data.as_ptr(), a.col_stride as isize, a.row_stride as isize),
+            (b.data.as_ptr(), b.col_stride as isize, b.row_stride as isize),
         )
     }
 }
