@@ -57,11 +57,10 @@ fn median_secs(runs: usize, mut f: impl FnMut()) -> f64 {
 
 /// f32 multiply-adds per second of all cores: 12 independent FMA chains per thread (enough to cover
 /// the FMA latency on two pipes).
-fn fma_peak_gflops() -> f64 {
-    const ITERS: usize = 20_000_000;
+fn fma_peak_gflops(iters: usize) -> f64 {
     let run = || {
         let start = Instant::now();
-        let lanes = rayon::broadcast(|_| fma_loop(ITERS));
+        let lanes = rayon::broadcast(|_| fma_loop(iters));
         (lanes.iter().sum::<f64>(), start.elapsed().as_secs_f64())
     };
     run();
@@ -105,8 +104,11 @@ unsafe fn fma_loop_avx2(iters: usize) -> f64 {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs this binary without `--bench`: one small layer, once, as a smoke test.
+    let smoke = !std::env::args().any(|a| a == "--bench");
     let runs: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(5);
-    let peak = fma_peak_gflops();
+    let (runs, layers) = if smoke { (1, &LAYERS[8..9]) } else { (runs, &LAYERS[..]) };
+    let peak = fma_peak_gflops(if smoke { 1000 } else { 20_000_000 });
     println!(
         "measured f32 FMA peak: {peak:.0} GFLOP/s ({} threads); median of {runs} runs",
         rayon::current_num_threads()
@@ -115,7 +117,7 @@ fn main() {
     println!("| layer | C_in -> C_out | side | direct ms | GFLOP/s | of peak | Winograd ms | eff. GFLOP/s | of peak | before ms | GFLOP/s | best speed-up |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let (mut direct_total, mut winograd_total, mut best_total, mut before_total) = (0.0, 0.0, 0.0, 0.0);
-    for (i, &(name, c_in, c_out, side)) in LAYERS.iter().enumerate() {
+    for (i, &(name, c_in, c_out, side)) in layers.iter().enumerate() {
         let x = random(&[1, c_in, side, side], 3 * i as u32 + 1);
         let w = (random(&[c_out, c_in, 3, 3], 3 * i as u32 + 2) * (2.0 / (9 * c_in) as f64).sqrt()).unwrap();
         let b = random(&[c_out], 3 * i as u32 + 3);
